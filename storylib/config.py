@@ -1,0 +1,279 @@
+"""Experiment configuration: YAML files validated into dataclasses.
+
+A run's configuration is built in three layers, each overriding the one before:
+
+1. ``params/<experiment>.yaml``   the experiment (model flags, optimiser, loss weights);
+2. ``params/scales/<scale>.yaml`` the scale overlay (``smoke``, ``cpu``, ``full``), applied
+   identically to every experiment so that a comparison at one scale is fair;
+3. explicit overrides (the notebook's ``parameters`` cell), as a nested dict or dotted keys.
+
+Every value is validated against the field metadata below. A mistake stops with a message
+naming the file, the key and what is allowed, e.g.
+``params/bad.yaml: unknown key 'train.epoch'; allowed keys here: batch_size, epochs, ...``.
+The resolved configuration is written next to every result and hashed
+(:func:`config_hash`); the hash decides whether a finished run can be reused.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
+SCALES = ("smoke", "cpu", "full")
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, of the wrong type or out of range."""
+
+
+def _choice(*allowed: str, default: str) -> Any:
+    return field(default=default, metadata={"choices": allowed})
+
+
+def _number(default: float | int, low: float | None = None, high: float | None = None) -> Any:
+    return field(default=default, metadata={"min": low, "max": high})
+
+
+@dataclass
+class DataConfig:
+    """Where the stories come from and how windows are cut and cached."""
+
+    # auto | storyreasoning | synthetic | a folder of hub-layout parquet files
+    source: str = "auto"
+    revision: str = "main"
+    image_height: int = _number(60, 16, 1024)
+    image_width: int = _number(125, 16, 2048)
+    equalize: bool = False
+    window_mode: str = _choice("first", "sliding", default="first")
+    tokenizer: str = _choice("auto", "bert-base-uncased", "trained", default="auto")
+    vocab_size: int = _number(2000, 50, 100_000)
+    max_text_length: int = _number(120, 8, 512)
+    val_fraction: float = _number(0.2, 0.0, 0.9)
+    split_seed: int = _number(0, 0)
+    synthetic_train_stories: int = _number(1500, 10)
+    synthetic_test_stories: int = _number(300, 5)
+    synthetic_seed: int = _number(0, 0)
+    # 0 = every window; a positive number keeps the first N windows of that split
+    max_train_windows: int = _number(0, 0)
+    max_val_windows: int = _number(0, 0)
+    max_test_windows: int = _number(0, 0)
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of :class:`storylib.models.StoryPredictor` (one dataclass, as in nanoGPT)."""
+
+    latent_dim: int = _number(16, 2, 4096)
+    image_feature_dim: int = _number(16, 2, 4096)
+    embedding_dim: int = _number(16, 2, 4096)
+    text_hidden: int = _number(16, 2, 4096)
+    gru_hidden: int = _number(16, 2, 4096)
+    lstm_layers: int = _number(1, 1, 8)
+    dropout: float = _number(0.0, 0.0, 0.9)
+    backbone_channels: list = field(default_factory=lambda: [16, 32, 64])
+    decoder_channels: int = _number(64, 4, 1024)
+    cross_modal_attention: bool = False
+    attention_heads: int = _number(4, 1, 64)
+    vae: bool = False
+    vae_samples: int = _number(4, 1, 64)
+    # conv: decode the frame from z alone; residual: last context frame + decoded change (U-Net)
+    image_decoder: str = _choice("conv", "residual", default="conv")
+    # lstm: plain LSTM from z; copy: pointer-generator that can copy context tokens
+    text_decoder: str = _choice("lstm", "copy", default="lstm")
+    tie_embeddings: bool = False
+
+
+@dataclass
+class TrainConfig:
+    """Optimiser, schedule, loss weights and bookkeeping of one training run."""
+
+    epochs: int = _number(10, 1, 10_000)
+    batch_size: int = _number(8, 1, 4096)
+    optimizer: str = _choice("adam", "adamw", default="adam")
+    lr: float = _number(1e-3, 0.0, 10.0)
+    weight_decay: float = _number(0.0, 0.0, 1.0)
+    schedule: str = _choice("none", "onecycle", default="none")
+    max_lr: float = _number(3e-3, 0.0, 10.0)
+    pct_start: float = _number(0.1, 0.0, 1.0)
+    anneal_strategy: str = _choice("cos", "linear", default="cos")
+    div_factor: float = _number(3.0, 1.0)
+    final_div_factor: float = _number(100.0, 1.0)
+    grad_clip: float = _number(1.0, 0.0)
+    image_loss: str = _choice("l1", "mse", default="l1")
+    image_weight: float = _number(1.0, 0.0)
+    text_weight: float = _number(1.0, 0.0)
+    context_weight: float = _number(0.2, 0.0)
+    kl_weight: float = _number(0.0, 0.0)
+    kl_warmup_epochs: int = _number(0, 0)
+    augment: bool = False
+    device: str = _choice("auto", "cpu", "cuda", "mps", default="auto")
+    amp: bool = True
+    # epochs (1-based) at which to draw a visualisation grid; the last epoch is always drawn
+    visualize_epochs: list = field(default_factory=list)
+
+
+@dataclass
+class EvalConfig:
+    """How the test windows are scored and what is kept for the browser."""
+
+    batch_size: int = _number(64, 1, 4096)
+    max_generation_length: int = _number(60, 4, 512)
+    # test windows whose predicted frames are saved (the first N); 0 = all
+    saved_prediction_windows: int = _number(100, 0)
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "baseline"
+    description: str = ""
+    scale: str = _choice(*SCALES, default="cpu")
+    seed: int = _number(0, 0)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check_value(spec: dataclasses.Field, value: Any, where: str) -> Any:
+    """Return ``value`` converted to the field's type, or raise ConfigError naming ``where``."""
+    expected = spec.type if isinstance(spec.type, str) else spec.type.__name__
+    default = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    elif isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        value = float(value)
+    elif isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected text, got {value!r}")
+    elif isinstance(default, list):
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise ConfigError(f"{where}: expected a list of whole numbers, got {value!r}")
+    else:  # pragma: no cover - every field has one of the types above
+        raise ConfigError(f"{where}: unsupported field type {expected}")
+    choices = spec.metadata.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"{where}: {value!r} is not allowed; choose one of {', '.join(choices)}")
+    low, high = spec.metadata.get("min"), spec.metadata.get("max")
+    if low is not None and value < low:
+        raise ConfigError(f"{where}: {value!r} is below the minimum {low}")
+    if high is not None and value > high:
+        raise ConfigError(f"{where}: {value!r} is above the maximum {high}")
+    return value
+
+
+def _apply(target: Any, values: Mapping[str, Any], source: str, prefix: str = "") -> None:
+    """Write ``values`` into the dataclass ``target`` in place, validating every key."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{source}: '{prefix.rstrip('.') or '(top level)'}' must be a mapping, got {values!r}")
+    fields = {f.name: f for f in dataclasses.fields(target)}
+    for key, value in values.items():
+        dotted = f"{prefix}{key}"
+        if key not in fields:
+            raise ConfigError(
+                f"{source}: unknown key '{dotted}'; allowed keys here: {', '.join(sorted(fields))}"
+            )
+        current = getattr(target, key)
+        if dataclasses.is_dataclass(current):
+            _apply(current, value, source, prefix=f"{dotted}.")
+        else:
+            setattr(target, key, _check_value(fields[key], value, f"{source}: key '{dotted}'"))
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            loaded = yaml.safe_load(handle)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(loaded).__name__}")
+    return loaded
+
+
+def _nest_dotted(overrides: Mapping[str, Any]) -> dict:
+    """Turn ``{"train.epochs": 2}`` into ``{"train": {"epochs": 2}}``; nested dicts pass through."""
+    nested: dict = {}
+    for key, value in overrides.items():
+        parts = key.split(".")
+        node = nested
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        if isinstance(value, Mapping) and isinstance(node.get(parts[-1]), dict):
+            node[parts[-1]].update(value)
+        else:
+            node[parts[-1]] = value
+    return nested
+
+
+def available_experiments(params_dir: Path | None = None) -> list[str]:
+    """Names of the experiments that have a ``params/<name>.yaml`` file."""
+    return sorted(p.stem for p in Path(params_dir or PARAMS_DIR).glob("*.yaml"))
+
+
+def load_experiment_config(
+    experiment: str,
+    scale: str = "cpu",
+    overrides: Mapping[str, Any] | None = None,
+    params_dir: Path | str | None = None,
+) -> ExperimentConfig:
+    """Build the validated configuration of ``experiment`` at ``scale`` with ``overrides``."""
+    params_dir = Path(params_dir or PARAMS_DIR)
+    experiment_file = params_dir / f"{experiment}.yaml"
+    if not experiment_file.is_file():
+        known = ", ".join(available_experiments(params_dir)) or "none"
+        raise ConfigError(f"{experiment_file}: no such experiment file; known experiments: {known}")
+    if scale not in SCALES:
+        raise ConfigError(f"scale {scale!r} is not allowed; choose one of {', '.join(SCALES)}")
+    config = ExperimentConfig(name=experiment, scale=scale)
+    _apply(config, _read_yaml(experiment_file), str(experiment_file))
+    config.name, config.scale = experiment, scale
+    scale_file = params_dir / "scales" / f"{scale}.yaml"
+    if scale_file.is_file():
+        _apply(config, _read_yaml(scale_file), str(scale_file))
+    if overrides:
+        _apply(config, _nest_dotted(overrides), "overrides")
+    return config
+
+
+def config_to_dict(config: ExperimentConfig) -> dict:
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(values: Mapping[str, Any], source: str = "config") -> ExperimentConfig:
+    config = ExperimentConfig()
+    _apply(config, copy.deepcopy(dict(values)), source)
+    return config
+
+
+def config_hash(config: ExperimentConfig) -> str:
+    """A short, stable hash of everything that changes a run's result."""
+    canonical = json.dumps(config_to_dict(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+def config_to_yaml(config: ExperimentConfig) -> str:
+    return yaml.safe_dump(config_to_dict(config), sort_keys=False)
+
+
+def load_config_file(path: Path | str) -> ExperimentConfig:
+    """Read a resolved ``config.yaml`` written next to a result."""
+    return config_from_dict(_read_yaml(Path(path)), str(path))

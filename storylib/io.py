@@ -1,0 +1,92 @@
+"""Small file helpers shared by every stage: atomic writes and progress bars.
+
+Every artefact is written to a temporary file in the same folder and renamed into place, so
+an interrupted run never leaves a half-written file that a later run would trust.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator, TypeVar
+
+import numpy as np
+
+T = TypeVar("T")
+
+
+def atomic_write_bytes(path: Path | str, payload: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(payload)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: Path | str, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path | str, payload: Any) -> Path:
+    return atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def atomic_save_npz(path: Path | str, **arrays: np.ndarray) -> Path:
+    """Compressed ``.npz`` written atomically; read it back with ``np.load(path)`` (no pickle)."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def is_interactive() -> bool:
+    """True in a terminal or a live notebook front end; False under papermill, CI or a pipe.
+
+    tqdm under papermill floods the executed notebook, so long loops print plain lines there.
+    """
+    if os.environ.get("CI") or os.environ.get("PAPERMILL_EXECUTION") or os.environ.get("STORYLIB_NO_PROGRESS"):
+        return False
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is not None and shell.__class__.__name__ == "ZMQInteractiveShell":
+            return bool(os.environ.get("JPY_PARENT_PID") or os.environ.get("COLAB_RELEASE_TAG"))
+    except ImportError:  # pragma: no cover - IPython comes with ipykernel
+        pass
+    return sys.stderr.isatty()
+
+
+def progress(iterable: Iterable[T], total: int | None = None, desc: str = "", enabled: bool | None = None) -> Iterator[T]:
+    """tqdm when interactive, a bare iterator otherwise."""
+    if enabled is None:
+        enabled = is_interactive()
+    if not enabled:
+        yield from iterable
+        return
+    from tqdm.auto import tqdm
+
+    yield from tqdm(iterable, total=total, desc=desc, leave=False)
