@@ -1,0 +1,116 @@
+"""Configuration: layering, validation messages, hashing, round trip."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from storylib.config import (
+    ConfigError,
+    available_experiments,
+    config_hash,
+    config_to_dict,
+    config_to_yaml,
+    load_config_file,
+    load_experiment_config,
+)
+
+EXPERIMENTS = ["baseline", "both", "crossmodal", "enhanced", "residual_decoder", "vae"]
+
+
+def write_params(folder: Path, name: str, body: dict) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(body))
+    return path
+
+
+def test_every_experiment_loads_at_every_scale():
+    assert available_experiments() == EXPERIMENTS
+    for experiment in EXPERIMENTS:
+        for scale in ("smoke", "cpu", "full"):
+            config = load_experiment_config(experiment, scale)
+            assert config.name == experiment and config.scale == scale
+
+
+def test_scale_overlay_then_overrides_win(tmp_path):
+    write_params(tmp_path, "exp", {"train": {"epochs": 7, "batch_size": 4}})
+    (tmp_path / "scales").mkdir()
+    write_params(tmp_path / "scales", "smoke", {"train": {"epochs": 1}})
+    config = load_experiment_config("exp", "smoke", params_dir=tmp_path)
+    assert (config.train.epochs, config.train.batch_size) == (1, 4)
+    config = load_experiment_config("exp", "smoke", overrides={"train.epochs": 3, "seed": 2}, params_dir=tmp_path)
+    assert (config.train.epochs, config.seed) == (3, 2)
+    config = load_experiment_config("exp", "cpu", params_dir=tmp_path)  # no cpu overlay file
+    assert config.train.epochs == 7
+
+
+def test_scales_change_the_same_keys_for_every_experiment():
+    for scale in ("smoke", "cpu"):
+        epochs = {load_experiment_config(e, scale).train.epochs for e in EXPERIMENTS}
+        batches = {load_experiment_config(e, scale).train.batch_size for e in EXPERIMENTS}
+        assert len(epochs) == 1 and len(batches) == 1, scale
+
+
+def test_enhanced_is_both_without_the_two_components():
+    both = config_to_dict(load_experiment_config("both", "full"))
+    enhanced = config_to_dict(load_experiment_config("enhanced", "full"))
+    assert both["model"]["cross_modal_attention"] and both["model"]["vae"]
+    both["model"].update(cross_modal_attention=False, vae=False)
+    for config in (both, enhanced):
+        config.pop("name"), config.pop("description")
+    assert both == enhanced
+
+
+def test_unknown_key_names_file_key_and_allowed(tmp_path):
+    path = write_params(tmp_path, "bad", {"train": {"epoch": 3}})
+    with pytest.raises(ConfigError) as error:
+        load_experiment_config("bad", params_dir=tmp_path)
+    message = str(error.value)
+    assert str(path) in message and "'train.epoch'" in message and "epochs" in message
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        ({"train": {"epochs": "ten"}}, "key 'train.epochs': expected a whole number, got 'ten'"),
+        ({"train": {"epochs": 0}}, "key 'train.epochs': 0 is below the minimum 1"),
+        ({"train": {"optimizer": "sgd"}}, "key 'train.optimizer': 'sgd' is not allowed; choose one of adam, adamw"),
+        ({"model": {"vae": "yes"}}, "key 'model.vae': expected true or false, got 'yes'"),
+        ({"train": {"lr": True}}, "key 'train.lr': expected a number, got True"),
+        ({"data": {"val_fraction": 0.95}}, "key 'data.val_fraction': 0.95 is above the maximum 0.9"),
+        ({"model": 3}, "'model' must be a mapping"),
+    ],
+)
+def test_bad_values_are_explained(tmp_path, body, expected):
+    write_params(tmp_path, "bad", body)
+    with pytest.raises(ConfigError, match=None) as error:
+        load_experiment_config("bad", params_dir=tmp_path)
+    assert expected in str(error.value)
+
+
+def test_missing_experiment_lists_known_ones():
+    with pytest.raises(ConfigError, match="known experiments: baseline, both"):
+        load_experiment_config("nope")
+
+
+def test_bad_scale_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="scale 'huge' is not allowed"):
+        load_experiment_config("baseline", "huge")
+    (tmp_path / "broken.yaml").write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_experiment_config("broken", params_dir=tmp_path)
+
+
+def test_integer_promoted_to_float_and_hash_is_stable():
+    config = load_experiment_config("baseline", overrides={"train.lr": 1})
+    assert config.train.lr == 1.0 and isinstance(config.train.lr, float)
+    assert config_hash(load_experiment_config("vae")) == config_hash(load_experiment_config("vae"))
+    assert config_hash(load_experiment_config("vae")) != config_hash(load_experiment_config("vae", overrides={"seed": 1}))
+
+
+def test_yaml_round_trip(tmp_path):
+    config = load_experiment_config("residual_decoder", "smoke", overrides={"data.source": "synthetic"})
+    path = tmp_path / "config.yaml"
+    path.write_text(config_to_yaml(config))
+    assert load_config_file(path) == config
+    assert config_hash(load_config_file(path)) == config_hash(config)
