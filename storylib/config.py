@@ -127,7 +127,7 @@ class EvalConfig:
     batch_size: int = _number(64, 1, 4096)
     max_generation_length: int = _number(60, 4, 512)
     # test windows whose predicted frames are saved (the first N); 0 = all
-    saved_prediction_windows: int = _number(100, 0)
+    saved_prediction_windows: int = _number(48, 0)
 
 
 @dataclass

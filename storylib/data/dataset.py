@@ -1,0 +1,125 @@
+"""Prepared windows in memory-mapped arrays, and the batches every model consumes.
+
+The batch dict is the one contract between data and models:
+
+- ``context_frames``   float32 (B, 4, 3, H, W) in [0, 1]
+- ``target_frame``     float32 (B, 3, H, W) in [0, 1]
+- ``context_text_ids`` int64 (B, 4, L), L = the batch's longest non-pad text
+- ``target_text_ids``  int64 (B, L), bos … eos, 0-padded
+- ``window_index``     int64 (B,), index into the split
+
+Batches only slice cached arrays: no image decoding or tokenising happens here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from storylib.data.tokenizer import TextTokenizer
+from storylib.data.windows import CONTEXT_FRAMES
+
+
+@dataclass
+class WindowSplit:
+    """The windows of one split; index 4 along the frame axis is always the target."""
+
+    name: str  # "train" | "val" | "test"
+    frames: np.ndarray  # uint8 (N, 5, 3, H, W), memory-mapped
+    token_ids: np.ndarray  # int32 (N, 5, L), 0-padded
+    story_ids: list[str]  # (N,)
+    frame_numbers: np.ndarray  # int (N, 5): 1-based image numbers N of the gdi blocks used
+    descriptions: list[list[str]]  # N x 5 plain descriptions; [i][4] is the target's
+
+    def __len__(self) -> int:
+        return int(self.frames.shape[0])
+
+    def head(self, n: int) -> "WindowSplit":
+        """The first ``n`` windows (``n <= 0`` → all), sharing the memory-mapped arrays."""
+        if n <= 0 or n >= len(self):
+            return self
+        return WindowSplit(
+            name=self.name,
+            frames=self.frames[:n],
+            token_ids=self.token_ids[:n],
+            story_ids=list(self.story_ids[:n]),
+            frame_numbers=self.frame_numbers[:n],
+            descriptions=[list(d) for d in self.descriptions[:n]],
+        )
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width) of the frames."""
+        return int(self.frames.shape[-2]), int(self.frames.shape[-1])
+
+
+@dataclass
+class PreparedData:
+    """Everything a run needs from the data layer."""
+
+    train: WindowSplit
+    val: WindowSplit
+    test: WindowSplit
+    tokenizer: TextTokenizer
+    source: str  # concrete source name: "synthetic", "storyreasoning" or the folder path
+    summary: dict = field(default_factory=dict)
+    cache_dir: Path = Path()
+
+    def splits(self) -> dict[str, WindowSplit]:
+        return {"train": self.train, "val": self.val, "test": self.test}
+
+
+def shuffle_generator(seed: int, epoch: int) -> torch.Generator:
+    """A torch generator that depends on (seed, epoch) only, so a resumed run sees the same order."""
+    mixed = int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1, dtype=np.uint64)[0])
+    return torch.Generator().manual_seed(mixed & 0x7FFF_FFFF_FFFF_FFFF)
+
+
+def window_order(length: int, shuffle: bool, seed: int = 0, epoch: int = 0) -> torch.Tensor:
+    """The window indices of one epoch: 0…length-1, or a permutation seeded by (seed, epoch)."""
+    if not shuffle:
+        return torch.arange(length)
+    return torch.randperm(length, generator=shuffle_generator(seed, epoch))
+
+
+def make_batch(split: WindowSplit, indices: np.ndarray, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The batch of the windows at ``indices`` (see the module docstring for the contract)."""
+    # Reading sorted rows is kinder to the memory map; the batch keeps the requested order.
+    order = np.argsort(indices, kind="stable")
+    rows = indices[order]
+    restore = np.empty_like(order)
+    restore[order] = np.arange(len(order))
+    frames = torch.from_numpy(np.ascontiguousarray(split.frames[rows][restore]))
+    tokens = np.asarray(split.token_ids[rows][restore])
+    nonpad_columns = np.flatnonzero((tokens != 0).any(axis=(0, 1)))
+    text_length = int(nonpad_columns[-1]) + 1 if nonpad_columns.size else 1
+    tokens = torch.from_numpy(tokens[:, :, :text_length].astype(np.int64))
+    frames = frames.to(device).float().div_(255.0)  # move uint8, convert on the device
+    tokens = tokens.to(device)
+    return {
+        "context_frames": frames[:, :CONTEXT_FRAMES],
+        "target_frame": frames[:, CONTEXT_FRAMES].contiguous(),
+        "context_text_ids": tokens[:, :CONTEXT_FRAMES],
+        "target_text_ids": tokens[:, CONTEXT_FRAMES].contiguous(),
+        "window_index": torch.from_numpy(indices.astype(np.int64)).to(device),
+    }
+
+
+def iterate_batches(
+    split: WindowSplit,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    epoch: int = 0,
+    device: str | torch.device = "cpu",
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Batches of ``split`` in order, or shuffled by (seed, epoch); the last batch may be smaller."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    order = window_order(len(split), shuffle, seed, epoch).numpy()
+    for start in range(0, len(order), batch_size):
+        yield make_batch(split, order[start : start + batch_size], device)

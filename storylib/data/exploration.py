@@ -1,0 +1,168 @@
+"""Tables and figures for the data exploration notebook (``notebooks/01_data_exploration``).
+
+Every function returns a ``pandas`` object, a dict or a matplotlib ``Figure`` built without
+pyplot, so nothing is shown twice and nothing leaks between notebook cells; the notebook
+decides what to display.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from storylib.data.dataset import PreparedData, WindowSplit
+from storylib.data.parsing import entity_kind, parse_entities, parse_frame_descriptions
+from storylib.data.prepare import decode_frame, image_counts
+from storylib.data.windows import CONTEXT_FRAMES, SKIP_REASONS
+
+SPLITS = ("train", "val", "test")
+
+
+def frames_per_story(stories_split: Any) -> pd.Series:
+    """Number of images of each story (index: story id)."""
+    return pd.Series(
+        image_counts(stories_split),
+        index=pd.Index([str(s) for s in stories_split["story_id"]], name="story_id"),
+        name="frames",
+        dtype="int64",
+    )
+
+
+def split_table(prepared: PreparedData) -> pd.DataFrame:
+    """Stories, windows and skipped stories per split."""
+    rows = {
+        name: {
+            "stories": info["stories"],
+            "windows": info["windows"],
+            "skipped": sum(info["skipped"].values()),
+        }
+        for name, info in prepared.summary["splits"].items()
+    }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("split")
+
+
+def skip_table(prepared: PreparedData) -> pd.DataFrame:
+    """Skipped stories per split (rows) and reason (columns), with a total column."""
+    table = pd.DataFrame(
+        {reason: [prepared.summary["splits"][name]["skipped"].get(reason, 0) for name in SPLITS] for reason in SKIP_REASONS},
+        index=pd.Index(SPLITS, name="split"),
+    )
+    table["total"] = table.sum(axis=1)
+    return table
+
+
+def _text_lengths(split: WindowSplit) -> tuple[np.ndarray, np.ndarray]:
+    """Words and tokens (bos and eos included) of every description in ``split``."""
+    words = np.array([len(text.split()) for texts in split.descriptions for text in texts], dtype=np.int64)
+    tokens = (np.asarray(split.token_ids) != 0).sum(axis=-1).reshape(-1)
+    return words, tokens
+
+
+def description_length_table(prepared: PreparedData) -> pd.DataFrame:
+    """Description lengths per split in words and tokens, and the share cut at ``max_text_length``."""
+    rows = {}
+    for name, split in prepared.splits().items():
+        words, tokens = _text_lengths(split)
+        max_length = split.token_ids.shape[-1]
+        rows[name] = {
+            "descriptions": int(words.size),
+            "words_mean": float(words.mean()) if words.size else 0.0,
+            "words_median": float(np.median(words)) if words.size else 0.0,
+            "words_max": int(words.max()) if words.size else 0,
+            "tokens_mean": float(tokens.mean()) if tokens.size else 0.0,
+            "tokens_max": int(tokens.max()) if tokens.size else 0,
+            "truncated_share": float((tokens >= max_length).mean()) if tokens.size else 0.0,
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("split")
+
+
+def vocabulary_stats(prepared: PreparedData) -> dict:
+    """The tokenizer, how much of its vocabulary the train texts use, unknown-token rates.
+
+    ``unk_rate_<split>``: share of word pieces that are ``[UNK]``; ``test_words_unseen_in_train``:
+    share of test words (lower-cased) that never occur in the train descriptions.
+    """
+    tokenizer = prepared.tokenizer
+    stats: dict[str, Any] = {"tokenizer": tokenizer.name, "vocab_size": tokenizer.vocab_size}
+    special = {tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id}
+    for name, split in prepared.splits().items():
+        ids = np.asarray(split.token_ids).reshape(-1)
+        pieces = ids[~np.isin(ids, list(special))]
+        stats[f"unk_rate_{name}"] = float((pieces == tokenizer.unk_id).mean()) if pieces.size else 0.0
+        if name == "train":
+            stats["train_tokens_used"] = int(np.unique(pieces).size)
+    train_words = {w.lower() for texts in prepared.train.descriptions for text in texts for w in text.split()}
+    test_words = [w.lower() for texts in prepared.test.descriptions for text in texts for w in text.split()]
+    stats["train_distinct_words"] = len(train_words)
+    stats["test_words_unseen_in_train"] = float(np.mean([w not in train_words for w in test_words])) if test_words else 0.0
+    return stats
+
+
+def entity_counts(stories_split: Any) -> pd.DataFrame:
+    """Grounded mentions per entity kind (``char``, ``obj``, ``bg``, ``lm`` …) and tag.
+
+    Columns: ``mentions`` (tagged id occurrences), ``stories`` (stories mentioning the kind)
+    and ``ids_per_story`` (mean distinct ids of that kind per mentioning story).
+    """
+    mentions: Counter = Counter()
+    ids_by_story: dict[tuple[str, str], list[int]] = {}
+    for story in stories_split["story"]:
+        distinct: dict[tuple[str, str], set[str]] = {}
+        for entity in parse_entities(story):
+            for entity_id in entity["ids"]:
+                key = (entity_kind(entity_id), entity["tag"])
+                mentions[key] += 1
+                distinct.setdefault(key, set()).add(entity_id)
+        for key, ids in distinct.items():
+            ids_by_story.setdefault(key, []).append(len(ids))
+    rows = [
+        {"kind": kind, "tag": tag, "mentions": mentions[(kind, tag)], "stories": len(ids_by_story[(kind, tag)]),
+         "ids_per_story": float(np.mean(ids_by_story[(kind, tag)]))}
+        for kind, tag in sorted(mentions)
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=["kind", "tag", "mentions", "stories", "ids_per_story"])
+
+
+def _wrapped(text: str, width: int = 32, max_lines: int = 6) -> str:
+    return textwrap.fill(text, width=width, max_lines=max_lines, placeholder=" …")
+
+
+def _panel_row(images: list[np.ndarray], titles: list[str], texts: list[str], suptitle: str) -> Figure:
+    """One row of image panels with a title above and a wrapped text below each."""
+    figure = Figure(figsize=(3.2 * len(images), 4.2), layout="constrained")
+    axes = figure.subplots(1, len(images), squeeze=False)[0]
+    for axis, image, title, text in zip(axes, images, titles, texts):
+        axis.imshow(image)
+        axis.set_title(title, fontsize=10)
+        axis.set_xticks([])
+        axis.set_yticks([])
+        axis.set_xlabel(_wrapped(text), fontsize=7, loc="left")
+    figure.suptitle(suptitle, fontsize=11)
+    return figure
+
+
+def plot_story(stories_split: Any, index: int, height: int = 120, width: int = 250) -> Figure:
+    """Every frame of story ``index`` of a stories split, with its parsed description."""
+    row = stories_split.with_format("arrow")[index : index + 1]
+    story_id = str(row.column("story_id")[0].as_py())
+    descriptions = parse_frame_descriptions(str(row.column("story")[0].as_py()))
+    values = row.column("images")[0].values
+    images = [decode_frame(values[i].as_py(), height, width).transpose(1, 2, 0) for i in range(len(values))]
+    titles = [f"image {i + 1}" for i in range(len(images))]
+    texts = [descriptions.get(i + 1, "(no description)") for i in range(len(images))]
+    return _panel_row(images, titles, texts, f"story {story_id}: {len(images)} frames")
+
+
+def plot_window(split: WindowSplit, index: int) -> Figure:
+    """The four context frames and the target of window ``index``, with their descriptions."""
+    frames = np.asarray(split.frames[index]).transpose(0, 2, 3, 1)
+    numbers = [int(n) for n in split.frame_numbers[index]]
+    titles = [f"context {k + 1} (image {n})" for k, n in enumerate(numbers[:CONTEXT_FRAMES])]
+    titles.append(f"target (image {numbers[CONTEXT_FRAMES]})")
+    suptitle = f"{split.name} window {index}: story {split.story_ids[index]}"
+    return _panel_row(list(frames), titles, list(split.descriptions[index]), suptitle)

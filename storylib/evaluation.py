@@ -1,0 +1,222 @@
+"""Scoring predictions on the test windows: images, perplexity, generated text.
+
+The same scoring functions serve the model (:func:`evaluate`) and the floors
+(:mod:`storylib.floors`), so a model and a floor are never measured differently:
+
+- :class:`ImageScorer` accumulates MAE, MSE, SSIM, PSNR (torchmetrics, ``data_range=1.0``)
+  per window and the prediction spread over the whole split;
+- :func:`score_texts` scores generated against reference descriptions with sacreBLEU
+  corpus BLEU-4 (exponential smoothing) and chrF, and ROUGE-L; per window too;
+- :func:`token_nll` gives each window's summed cross-entropy and token count, so perplexity
+  is exp(total NLL / total tokens) over every non-pad target token, not a mean of batch means.
+
+BLEU, chrF and ROUGE-L are on sacreBLEU's 0–100 scale. References are the decoded target
+token ids (the same normalisation and truncation the model sees).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from sacrebleu.metrics import BLEU, CHRF
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+from storylib.config import ExperimentConfig
+from storylib.data.dataset import WindowSplit, iterate_batches
+from storylib.models.encoders import PAD_ID
+
+IMAGE_METRICS = ("image_mae", "image_mse", "image_ssim", "image_psnr")
+
+
+# --------------------------------------------------------------------------- images
+
+
+def image_window_metrics(predicted: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-window MAE, MSE, SSIM and PSNR of (B,3,H,W) images in [0, 1] → each (B,)."""
+    predicted, target = predicted.float().clamp(0, 1), target.float()
+    return {
+        "image_mae": (predicted - target).abs().mean(dim=(1, 2, 3)),
+        "image_mse": (predicted - target).pow(2).mean(dim=(1, 2, 3)),
+        "image_ssim": structural_similarity_index_measure(predicted, target, data_range=1.0, reduction="none"),
+        "image_psnr": peak_signal_noise_ratio(predicted, target, data_range=1.0, reduction="none", dim=(1, 2, 3)),
+    }
+
+
+class ImageScorer:
+    """Accumulates per-window image metrics and the spread of the predictions.
+
+    ``prediction_spread`` = mean over pixels of the standard deviation (over all windows) of the
+    predicted value at that pixel: about 0 when one image is predicted for every story.
+    Split-level metrics are means of the per-window values (all windows weigh the same).
+    """
+
+    def __init__(self) -> None:
+        self.per_window: dict[str, list[np.ndarray]] = {name: [] for name in IMAGE_METRICS}
+        self.count = 0
+        self.sum: torch.Tensor | None = None
+        self.sum_of_squares: torch.Tensor | None = None
+
+    def update(self, predicted: torch.Tensor, target: torch.Tensor) -> dict[str, np.ndarray]:
+        metrics = {k: v.detach().cpu().double().numpy() for k, v in image_window_metrics(predicted, target).items()}
+        for name, values in metrics.items():
+            self.per_window[name].append(values)
+        values = predicted.detach().float().clamp(0, 1).double().cpu()
+        if self.sum is None:
+            self.sum, self.sum_of_squares = torch.zeros_like(values[0]), torch.zeros_like(values[0])
+        self.sum += values.sum(0)
+        self.sum_of_squares += values.pow(2).sum(0)
+        self.count += values.shape[0]
+        return metrics
+
+    def window_values(self) -> dict[str, np.ndarray]:
+        return {name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in self.per_window.items()}
+
+    def result(self) -> dict[str, float]:
+        result = {name: float(np.mean(values)) for name, values in self.window_values().items()}
+        if self.count:
+            mean = self.sum / self.count
+            variance = (self.sum_of_squares / self.count - mean.pow(2)).clamp(min=0)
+            result["prediction_spread"] = float(variance.sqrt().mean())
+        else:
+            result["prediction_spread"] = float("nan")
+        return result
+
+
+# --------------------------------------------------------------------------- text
+
+
+def rouge_l(hypothesis: str, reference: str) -> float:
+    """ROUGE-L F-measure (β = 1) on lowercased words (``\\w+``), 0–100; 0 when either is empty."""
+    hyp, ref = re.findall(r"\w+", hypothesis.lower()), re.findall(r"\w+", reference.lower())
+    if not hyp or not ref:
+        return 0.0
+    previous = [0] * (len(ref) + 1)
+    for word in hyp:  # longest common subsequence, one row at a time
+        current = [0]
+        for j, ref_word in enumerate(ref, start=1):
+            current.append(previous[j - 1] + 1 if word == ref_word else max(previous[j], current[j - 1]))
+        previous = current
+    lcs = previous[-1]
+    if lcs == 0:
+        return 0.0
+    precision, recall = lcs / len(hyp), lcs / len(ref)
+    return 100.0 * 2 * precision * recall / (precision + recall)
+
+
+def score_texts(hypotheses: list[str], references: list[str]) -> tuple[dict, pd.DataFrame]:
+    """Corpus BLEU-4 (smooth "exp"), chrF and mean ROUGE-L, with sacreBLEU signatures; and per
+    window: sentence BLEU (``effective_order=True``), chrF, ROUGE-L."""
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
+    bleu, chrf = BLEU(smooth_method="exp"), CHRF()
+    sentence_bleu = BLEU(smooth_method="exp", effective_order=True)
+    per_window = pd.DataFrame(
+        {
+            "bleu": [sentence_bleu.sentence_score(h, [r]).score for h, r in zip(hypotheses, references)],
+            "chrf": [chrf.sentence_score(h, [r]).score for h, r in zip(hypotheses, references)],
+            "rouge_l": [rouge_l(h, r) for h, r in zip(hypotheses, references)],
+        }
+    )
+    corpus = {
+        "bleu": float(bleu.corpus_score(hypotheses, [references]).score) if hypotheses else float("nan"),
+        "chrf": float(chrf.corpus_score(hypotheses, [references]).score) if hypotheses else float("nan"),
+        "rouge_l": float(per_window["rouge_l"].mean()) if hypotheses else float("nan"),
+        "bleu_signature": str(bleu.get_signature()),
+        "chrf_signature": str(chrf.get_signature()),
+    }
+    return corpus, per_window
+
+
+def token_nll(text_logits: torch.Tensor, target_text_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per window: summed cross-entropy over the non-pad targets target_text_ids[:, 1:] (every
+    token after bos, eos included) and their count → two (B,) tensors (float64, int64)."""
+    targets = target_text_ids[:, 1:]
+    losses = F.cross_entropy(
+        text_logits.float().transpose(1, 2), targets, ignore_index=PAD_ID, reduction="none"
+    )  # (B, T)
+    real = targets != PAD_ID
+    return (losses * real).double().sum(1), real.sum(1)
+
+
+def perplexity(total_nll: float, count: int) -> float:
+    return math.exp(total_nll / count) if count else float("nan")
+
+
+# --------------------------------------------------------------------------- the model
+
+
+@dataclass
+class EvaluationResult:
+    metrics: dict
+    per_window: pd.DataFrame
+    predicted_frames: np.ndarray  # uint8 (n_saved, 3, H, W)
+    generated_texts: list[str]
+    vae_samples: np.ndarray | None = None  # uint8 (n_saved, K, 3, H, W) for VAE models
+    saved_window_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    table: pd.DataFrame | None = None  # the metrics beside the floors (set by storylib.experiment)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    return images.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu().numpy()
+
+
+def evaluate(model, split: WindowSplit, tokenizer, cfg: ExperimentConfig, device=None) -> EvaluationResult:
+    """Score ``model`` on every window of ``split`` (see the module docstring)."""
+    device = device or next(model.parameters()).device
+    model.eval()
+    scorer = ImageScorer()
+    nll_sums, token_counts, generated_texts, target_texts, indices = [], [], [], [], []
+    saved_frames, saved_samples = [], []
+    keep = cfg.eval.saved_prediction_windows or len(split)
+    autocast = torch.autocast(device_type="cuda", dtype=torch.float16, enabled=cfg.train.amp and device.type == "cuda")
+    with torch.no_grad(), torch.random.fork_rng(devices=[]), autocast:
+        torch.manual_seed(cfg.seed)  # VAE samples are reproducible and leave the global RNG alone
+        for batch in iterate_batches(split, cfg.eval.batch_size, device=device):
+            out = model(batch)
+            scorer.update(out.predicted_frame, batch["target_frame"])
+            sums, counts = token_nll(out.text_logits, batch["target_text_ids"])
+            nll_sums.append(sums.cpu())
+            token_counts.append(counts.cpu())
+            generated = model.generate_text(batch, cfg.eval.max_generation_length, eos_id=tokenizer.eos_id)
+            generated_texts += [tokenizer.decode(row) for row in generated.tolist()]
+            target_texts += [tokenizer.decode(row) for row in batch["target_text_ids"].tolist()]
+            indices.append(batch["window_index"].cpu())
+            missing = keep - sum(len(f) for f in saved_frames)
+            if missing > 0:
+                saved_frames.append(to_uint8(out.predicted_frame[:missing]))
+                if cfg.model.vae:
+                    part = {k: v[:missing] for k, v in batch.items()}
+                    saved_samples.append(to_uint8(model.sample_frames(part, cfg.model.vae_samples)))
+
+    nll, count = torch.cat(nll_sums), torch.cat(token_counts)
+    text_metrics, text_windows = score_texts(generated_texts, target_texts)
+    window_index = torch.cat(indices).numpy()
+    image_values = scorer.window_values()
+    per_window = pd.DataFrame(
+        {
+            "window_index": window_index,
+            "story_id": [split.story_ids[i] for i in window_index],
+            **image_values,
+            "text_perplexity": np.exp(nll.numpy() / np.maximum(count.numpy(), 1)),
+            "chrf": text_windows["chrf"],
+            "bleu": text_windows["bleu"],
+            "rouge_l": text_windows["rouge_l"],
+            "generated_text": generated_texts,
+            "target_text": target_texts,
+        }
+    )
+    metrics = {
+        **scorer.result(),
+        "text_perplexity": perplexity(float(nll.sum()), int(count.sum())),
+        **text_metrics,
+        "num_test_windows": len(split),
+    }
+    frames = np.concatenate(saved_frames) if saved_frames else np.zeros((0, 3, *split.image_size), np.uint8)
+    samples = np.concatenate(saved_samples) if saved_samples else None
+    return EvaluationResult(metrics, per_window, frames, generated_texts, samples, window_index[: len(frames)])

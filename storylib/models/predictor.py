@@ -1,0 +1,195 @@
+"""StoryPredictor: four frames (image + description) in, the fifth frame's image and text out.
+
+One module, configured by :class:`storylib.config.ModelConfig` (nanoGPT style). ``forward``
+returns the predictions *and* the unweighted loss terms ("image", "text", "context", "kl"),
+so training, evaluation and notebooks never re-implement a loss. The weights live in
+:class:`storylib.config.TrainConfig` and are applied by :mod:`storylib.training`.
+
+    frames ─ FrameImageEncoder ─┐
+                                ├─ (CrossModalAttention) ─ per-frame vector ─ GRU + attention ─ z
+    texts ── TextEncoder ───────┘                                                  (or μ, log σ²)
+    z ─ image decoder ─ frame 5      z ─ context head ─ mean context image
+    z ─ text decoder (teacher-forced / greedy) ─ description 5
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from storylib.config import ExperimentConfig, ModelConfig
+from storylib.models.decoders import ConvImageDecoder, CopyTextDecoder, LSTMTextDecoder, ResidualUNetDecoder
+from storylib.models.encoders import PAD_ID, CrossModalAttention, FrameImageEncoder, StoryEncoder, TextEncoder
+
+
+@dataclass
+class PredictorOutput:
+    predicted_frame: torch.Tensor  # (B,3,H,W) in [0,1]
+    predicted_context: torch.Tensor  # (B,3,H,W): the story's mean context image
+    text_logits: torch.Tensor  # (B,L-1,V), position t predicts target_text_ids[:, t+1]
+    losses: dict[str, torch.Tensor]  # unweighted: image, text, context, kl
+    attention: dict[str, torch.Tensor] | None
+    mu: torch.Tensor | None
+    logvar: torch.Tensor | None
+    latent: torch.Tensor
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(μ, σ²) ‖ N(0, I)) = −½ Σ_d (1 + log σ²_d − μ²_d − σ²_d)  (Kingma & Welling 2014, App. B),
+    summed over the latent dimensions and averaged over the batch."""
+    return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean()
+
+
+def text_loss(text_logits: torch.Tensor, target_text_ids: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the non-pad targets target_text_ids[:, 1:]."""
+    targets = target_text_ids[:, 1:]
+    if targets.numel() == 0 or not (targets != PAD_ID).any():
+        return text_logits.sum() * 0.0
+    return F.cross_entropy(text_logits.flatten(0, 1).float(), targets.flatten(), ignore_index=PAD_ID)
+
+
+class StoryPredictor(nn.Module):
+    def __init__(self, config: ModelConfig, vocab_size: int, image_size: tuple[int, int], image_loss: str = "l1"):
+        super().__init__()
+        self.config, self.vocab_size, self.image_size, self.image_loss = config, vocab_size, tuple(image_size), image_loss
+        c = config
+        frames = 4
+        self.embedding = nn.Embedding(vocab_size, c.embedding_dim, padding_idx=PAD_ID)
+        self.image_encoder = FrameImageEncoder(list(c.backbone_channels), self.image_size, c.image_feature_dim)
+        self.text_encoder = TextEncoder(self.embedding, c.text_hidden, c.lstm_layers, c.dropout)
+        frame_dim = c.image_feature_dim + c.text_hidden
+        self.cross_modal: CrossModalAttention | None = None
+        if c.cross_modal_attention:
+            map_channels, map_h, map_w = self.image_encoder.map_shape
+            self.cross_modal = CrossModalAttention(
+                c.text_hidden, map_channels, map_h * map_w, c.image_feature_dim, c.attention_heads
+            )
+            frame_dim += 2 * self.cross_modal.dim
+        self.story_encoder = StoryEncoder(frame_dim, c.gru_hidden)
+        self.dropout = nn.Dropout(c.dropout)
+        if c.vae:
+            self.to_mu = nn.Linear(self.story_encoder.out_dim, c.latent_dim)
+            self.to_logvar = nn.Linear(self.story_encoder.out_dim, c.latent_dim)
+        else:
+            self.to_latent = nn.Linear(self.story_encoder.out_dim, c.latent_dim)
+
+        if c.image_decoder == "residual":
+            self.image_decoder: nn.Module = ResidualUNetDecoder(
+                c.latent_dim, max(8, c.decoder_channels // 4), self.image_size, frames
+            )
+        else:
+            self.image_decoder = ConvImageDecoder(c.latent_dim, c.decoder_channels, self.image_size)
+        self.context_decoder = ConvImageDecoder(c.latent_dim, c.decoder_channels, self.image_size)
+
+        if c.text_decoder == "copy":
+            self.text_decoder: nn.Module = CopyTextDecoder(
+                self.embedding, c.text_hidden, c.lstm_layers, c.latent_dim, c.text_hidden, frames, c.dropout, c.tie_embeddings
+            )
+        else:
+            self.text_decoder = LSTMTextDecoder(
+                self.embedding, c.text_hidden, c.lstm_layers, c.latent_dim, c.dropout, c.tie_embeddings
+            )
+
+    # ------------------------------------------------------------------ encoding
+
+    def encode(self, batch: dict[str, torch.Tensor], sample: bool | None = None):
+        """→ (z, μ, log σ², memory for the copy decoder, attention weights)."""
+        context_frames, context_ids = batch["context_frames"], batch["context_text_ids"]
+        batch_size, frames, length = context_ids.shape
+        image_vectors, feature_maps = self.image_encoder(context_frames)
+        token_states, text_vectors, padding = self.text_encoder(context_ids.flatten(0, 1))
+        parts = [image_vectors, text_vectors.view(batch_size, frames, -1)]
+        attention: dict[str, torch.Tensor] = {}
+        if self.cross_modal is not None:
+            fused, weights = self.cross_modal(token_states, padding, feature_maps, image_vectors.flatten(0, 1))
+            parts.append(fused.view(batch_size, frames, -1))
+            attention = {name: w.view(batch_size, frames, *w.shape[1:]) for name, w in weights.items()}
+        summary, frame_weights = self.story_encoder(torch.cat(parts, dim=-1))
+        attention["frames"] = frame_weights
+        summary = self.dropout(summary)
+        mu = logvar = None
+        if self.config.vae:
+            mu, logvar = self.to_mu(summary), self.to_logvar(summary)
+            sample = self.training if sample is None else sample
+            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
+        else:
+            z = self.to_latent(summary)
+        memory = {
+            "states": token_states.reshape(batch_size, frames * length, -1),
+            "ids": context_ids.reshape(batch_size, frames * length),
+            "padding": (context_ids == PAD_ID).reshape(batch_size, frames * length),
+            "frame": torch.arange(frames, device=context_ids.device).repeat_interleave(length),
+        }
+        return z, mu, logvar, memory, attention
+
+    # ------------------------------------------------------------------ forward
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> PredictorOutput:
+        context_frames, target_ids = batch["context_frames"], batch["target_text_ids"]
+        z, mu, logvar, memory, attention = self.encode(batch)
+        predicted_frame = self.image_decoder(z, context_frames)
+        predicted_context = self.context_decoder(z)
+        text_logits, _ = self.text_decoder(target_ids[:, :-1], z, memory)
+
+        target_frame = batch["target_frame"]
+        image_error = F.l1_loss if self.image_loss == "l1" else F.mse_loss
+        losses = {
+            "image": image_error(predicted_frame.float(), target_frame),
+            "text": text_loss(text_logits, target_ids),
+            "context": F.mse_loss(predicted_context.float(), context_frames.mean(dim=1)),
+            "kl": kl_divergence(mu.float(), logvar.float()) if mu is not None else z.new_zeros((), dtype=torch.float32),
+        }
+        return PredictorOutput(predicted_frame, predicted_context, text_logits, losses, attention, mu, logvar, z)
+
+    # ------------------------------------------------------------------ inference
+
+    @torch.no_grad()
+    def generate_text(
+        self, batch: dict[str, torch.Tensor], max_length: int, eos_id: int | None = None, bos_id: int | None = None
+    ) -> torch.Tensor:
+        """Greedy decoding → (B, T≤max_length) token ids, 0 after the first ``eos_id``.
+
+        Starts from ``bos_id``, or from the batch's target_text_ids[:, 0] (the bos token)."""
+        z, _, _, memory, _ = self.encode(batch, sample=False)
+        if bos_id is None:
+            start = batch["target_text_ids"][:, :1]
+        else:
+            start = torch.full((z.size(0), 1), bos_id, dtype=torch.long, device=z.device)
+        tokens, state, before = start, None, None
+        finished = torch.zeros(z.size(0), dtype=torch.bool, device=z.device)
+        generated = []
+        for _ in range(max_length):
+            scores, state = self.text_decoder(tokens, z, memory, state, before)
+            next_token = scores[:, -1].argmax(dim=-1).masked_fill(finished, PAD_ID)
+            generated.append(next_token)
+            if eos_id is not None:
+                finished |= next_token == eos_id
+                if bool(finished.all()):
+                    break
+            before, tokens = tokens[:, -1], next_token.unsqueeze(1)
+        if not generated:
+            return start.new_zeros((z.size(0), 0))
+        return torch.stack(generated, dim=1)
+
+    @torch.no_grad()
+    def sample_frames(self, batch: dict[str, torch.Tensor], k: int) -> torch.Tensor:
+        """k frames per window from z ~ N(μ, σ²) (VAE) or k copies of the deterministic frame → (B,k,3,H,W)."""
+        z, mu, logvar, _, _ = self.encode(batch, sample=False)
+        frames = []
+        for _ in range(k):
+            if mu is not None:
+                z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+            frames.append(self.image_decoder(z, batch["context_frames"]))
+        return torch.stack(frames, dim=1)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters, each shared tensor (tied embeddings) counted once."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def build_model(cfg: ExperimentConfig, vocab_size: int, image_size: tuple[int, int]) -> StoryPredictor:
+    return StoryPredictor(cfg.model, vocab_size, image_size, image_loss=cfg.train.image_loss)

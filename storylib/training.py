@@ -1,0 +1,414 @@
+"""Training loop: weighted loss terms, OneCycle schedule, checkpoints that resume exactly.
+
+Loss = image_weight·L_image + text_weight·L_text + context_weight·L_context + kl_weight(epoch)·KL,
+each term coming unweighted from :meth:`StoryPredictor.forward` and logged per epoch.
+
+Every epoch writes ``metrics.csv``, ``loss_curve.png`` and ``checkpoints/last.pt`` (plus
+``best.pt`` when the validation loss improves, and ``visualizations/epoch_XXX.png`` when asked).
+A checkpoint holds state dicts only (model, optimiser, scheduler, grad scaler, the three RNG
+states, epoch, best validation loss, resolved config, metrics history) and is loaded with
+``torch.load(..., weights_only=True)``. Resuming from it continues the same trajectory: the
+shuffle order is a function of (seed, epoch) and the RNG states are restored.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from storylib.augment import augment_batch, augmentation_generator
+from storylib.config import ExperimentConfig, TrainConfig, config_to_dict
+from storylib.data.dataset import PreparedData, WindowSplit, iterate_batches
+from storylib.io import atomic_write_bytes, atomic_write_text, progress
+from storylib.models import StoryPredictor, build_model
+
+LOSS_TERMS = ("image", "text", "context", "kl")
+METRIC_COLUMNS = [
+    "epoch",
+    *(f"train_{t}" for t in ("loss", *LOSS_TERMS)),
+    *(f"val_{t}" for t in ("loss", *LOSS_TERMS)),
+    "lr",
+    "kl_weight",
+    "epoch_seconds",
+    "stories_per_second",
+]
+VISUALIZED_WINDOWS = 4
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file cannot be read."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss term became NaN or infinite."""
+
+
+# --------------------------------------------------------------------------- small pieces
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """"auto" → cuda if available, else mps, else cpu."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def apply_thread_setting() -> None:
+    """``torch.set_num_threads(STORYLIB_THREADS)`` when that variable is set; else leave torch alone."""
+    threads = os.environ.get("STORYLIB_THREADS")
+    if threads:
+        torch.set_num_threads(int(threads))
+
+
+def kl_weight_at(train: TrainConfig, epoch: int) -> float:
+    """KL weight of 1-based ``epoch``: linear warm-up to ``kl_weight`` over ``kl_warmup_epochs``."""
+    if train.kl_warmup_epochs <= 0:
+        return train.kl_weight
+    return train.kl_weight * min(1.0, epoch / train.kl_warmup_epochs)
+
+
+def weighted_loss(losses: dict[str, torch.Tensor], train: TrainConfig, kl_weight: float) -> torch.Tensor:
+    return (
+        train.image_weight * losses["image"]
+        + train.text_weight * losses["text"]
+        + train.context_weight * losses["context"]
+        + kl_weight * losses["kl"]
+    )
+
+
+def make_optimizer(model: torch.nn.Module, train: TrainConfig) -> torch.optim.Optimizer:
+    optimizer = torch.optim.AdamW if train.optimizer == "adamw" else torch.optim.Adam
+    return optimizer(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, train: TrainConfig, total_steps: int):
+    if train.schedule != "onecycle":
+        return None
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=train.max_lr,
+        total_steps=max(1, total_steps),
+        pct_start=train.pct_start,
+        anneal_strategy=train.anneal_strategy,
+        div_factor=train.div_factor,
+        final_div_factor=train.final_div_factor,
+    )
+
+
+def rng_state() -> dict:
+    """The torch, numpy and python RNG states in types ``torch.load(weights_only=True)`` accepts."""
+    _, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(position),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
+        "python": [version, list(internal), gauss],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    numpy_state = state["numpy"]
+    np.random.set_state(
+        (
+            "MT19937",
+            numpy_state["keys"].numpy().astype(np.uint32),
+            numpy_state["pos"],
+            numpy_state["has_gauss"],
+            numpy_state["cached_gaussian"],
+        )
+    )
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """``torch.save`` into memory, then an atomic rename: a crash never leaves half a checkpoint."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint` (``weights_only=True``)."""
+    path = Path(path)
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any unpickling failure means the file is unusable
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read ({type(error).__name__}: {str(error)[:200]}); "
+            "delete it to train afresh"
+        ) from None
+    if not isinstance(checkpoint, dict) or "model" not in checkpoint:
+        raise CheckpointError(f"checkpoint {path} is not a storylib checkpoint (no 'model' entry)")
+    return checkpoint
+
+
+def _check_finite(losses: dict[str, torch.Tensor], epoch: int, step: int) -> None:
+    values = torch.stack([losses[t].detach().float() for t in LOSS_TERMS])
+    if bool(torch.isfinite(values).all()):
+        return
+    for term, value in zip(LOSS_TERMS, values.tolist()):
+        if not math.isfinite(value):
+            raise NonFiniteLossError(
+                f"training stopped: loss term '{term}' is {value} at epoch {epoch}, step {step}; "
+                "lower the learning rate or check the data"
+            )
+
+
+# --------------------------------------------------------------------------- epochs
+
+
+def evaluate_losses(
+    model: StoryPredictor, split: WindowSplit, cfg: ExperimentConfig, device: torch.device, kl_weight: float
+) -> dict[str, float]:
+    """Mean of every loss term over ``split`` (weighted by windows per batch), model in eval mode."""
+    if len(split) == 0:
+        return {t: float("nan") for t in ("loss", *LOSS_TERMS)}
+    model.eval()
+    sums = dict.fromkeys(("loss", *LOSS_TERMS), 0.0)
+    with torch.no_grad(), _autocast(device, cfg.train.amp):
+        for batch in iterate_batches(split, cfg.eval.batch_size, device=device):
+            losses = model(batch).losses
+            size = batch["target_frame"].shape[0]
+            sums["loss"] += float(weighted_loss(losses, cfg.train, kl_weight)) * size
+            for term in LOSS_TERMS:
+                sums[term] += float(losses[term]) * size
+    return {key: value / len(split) for key, value in sums.items()}
+
+
+def _autocast(device: torch.device, amp: bool):
+    """Mixed precision on CUDA only (CPU autocast is slower than float32 for these models)."""
+    return torch.autocast(device_type="cuda", dtype=torch.float16, enabled=amp and device.type == "cuda")
+
+
+def _train_epoch(model, optimizer, scheduler, scaler, split, cfg, device, epoch, kl_weight) -> dict[str, float]:
+    model.train()
+    sums = dict.fromkeys(("loss", *LOSS_TERMS), 0.0)
+    steps = math.ceil(len(split) / cfg.train.batch_size)
+    batches = iterate_batches(split, cfg.train.batch_size, shuffle=True, seed=cfg.seed, epoch=epoch, device=device)
+    for step, batch in enumerate(progress(batches, total=steps, desc=f"epoch {epoch}"), start=1):
+        if cfg.train.augment:
+            batch = augment_batch(batch, augmentation_generator(cfg.seed, epoch, step))
+        with _autocast(device, cfg.train.amp):
+            losses = model(batch).losses
+            loss = weighted_loss(losses, cfg.train, kl_weight)
+        _check_finite(losses, epoch, step)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if cfg.train.grad_clip > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        if scheduler is not None:
+            scheduler.step()
+        size = batch["target_frame"].shape[0]
+        sums["loss"] += float(loss.detach()) * size
+        for term in LOSS_TERMS:
+            sums[term] += float(losses[term].detach()) * size
+    return {key: value / max(1, len(split)) for key, value in sums.items()}
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _save_figure(figure, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def plot_loss_curve(history: pd.DataFrame):
+    """One panel per term (total, image, text, context, kl), train and validation per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    terms = ("loss", *LOSS_TERMS)
+    figure, axes = plt.subplots(1, len(terms), figsize=(3.2 * len(terms), 2.8))
+    for axis, term in zip(axes, terms):
+        axis.plot(history["epoch"], history[f"train_{term}"], marker="o", label="train")
+        axis.plot(history["epoch"], history[f"val_{term}"], marker="s", label="val")
+        axis.set_title("total (weighted)" if term == "loss" else term)
+        axis.set_xlabel("epoch")
+    axes[0].legend()
+    figure.tight_layout()
+    return figure
+
+
+def plot_predictions(model: StoryPredictor, split: WindowSplit, tokenizer, cfg: ExperimentConfig, device, title: str = ""):
+    """Rows of: 4 context frames, the true frame 5, the predicted frame 5; true and generated text."""
+    import matplotlib.pyplot as plt
+
+    from storylib.data.dataset import make_batch
+
+    count = min(VISUALIZED_WINDOWS, len(split))
+    batch = make_batch(split, np.arange(count), device)
+    model.eval()
+    with torch.no_grad():
+        predicted = model(batch).predicted_frame.float().clamp(0, 1).cpu()
+        generated = model.generate_text(batch, cfg.eval.max_generation_length, eos_id=tokenizer.eos_id)
+    figure, axes = plt.subplots(count, 6, figsize=(13, 2.1 * count), squeeze=False)
+    headings = ["frame 1", "frame 2", "frame 3", "frame 4", "frame 5 (true)", "frame 5 (predicted)"]
+    for row in range(count):
+        images = [*batch["context_frames"][row].cpu(), batch["target_frame"][row].cpu(), predicted[row]]
+        for column, image in enumerate(images):
+            axis = axes[row, column]
+            axis.imshow(image.permute(1, 2, 0).numpy())
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if row == 0:
+                axis.set_title(headings[column], fontsize=9)
+        true_text = tokenizer.decode(batch["target_text_ids"][row].tolist())
+        generated_text = tokenizer.decode(generated[row].tolist())
+        axes[row, 0].set_ylabel(split.story_ids[row][:18], fontsize=7)
+        axes[row, 4].set_xlabel(_wrap(f"true: {true_text}"), fontsize=7)
+        axes[row, 5].set_xlabel(_wrap(f"generated: {generated_text}"), fontsize=7)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def _wrap(text: str, width: int = 38, lines: int = 4) -> str:
+    import textwrap
+
+    wrapped = textwrap.wrap(text, width) or [""]
+    return "\n".join(wrapped[:lines]) + (" …" if len(wrapped) > lines else "")
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def train(
+    cfg: ExperimentConfig,
+    prepared: PreparedData,
+    run_dir: Path | str,
+    resume: bool = True,
+    model: StoryPredictor | None = None,
+    stop_after_epochs: int | None = None,
+) -> pd.DataFrame:
+    """Train ``model`` (built from ``cfg`` when None) and return the metrics history.
+
+    ``resume``: continue from ``run_dir/checkpoints/last.pt`` when it was written for the same
+    configuration (a different configuration starts afresh, with a notice). A finished
+    trajectory is not retrained: its history is returned and its weights loaded.
+    ``stop_after_epochs`` stops early after that many epochs in total (an interruption, for tests).
+    """
+    run_dir = Path(run_dir)
+    checkpoint_dir = run_dir / "checkpoints"
+    apply_thread_setting()
+    device = resolve_device(cfg.train.device)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    random.seed(cfg.seed)
+    if model is None:
+        model = build_model(cfg, prepared.tokenizer.vocab_size, prepared.train.image_size)
+    model.to(device)
+    optimizer = make_optimizer(model, cfg.train)
+    steps_per_epoch = math.ceil(len(prepared.train) / cfg.train.batch_size)
+    scheduler = make_scheduler(optimizer, cfg.train, steps_per_epoch * cfg.train.epochs)
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.train.amp and device.type == "cuda")
+    resolved = config_to_dict(cfg)
+
+    history: list[dict] = []
+    best_val = float("inf")
+    start_epoch = 1
+    last_path = checkpoint_dir / "last.pt"
+    if resume and last_path.is_file():
+        checkpoint = load_checkpoint(last_path, map_location=device)
+        if checkpoint.get("config") != resolved:
+            print(f"{last_path} was written for a different configuration; starting afresh")
+        else:
+            model.load_state_dict(checkpoint["model"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            if scheduler is not None and checkpoint.get("scheduler") is not None:
+                scheduler.load_state_dict(checkpoint["scheduler"])
+            if checkpoint.get("scaler"):
+                scaler.load_state_dict(checkpoint["scaler"])
+            set_rng_state(checkpoint["rng"])
+            history = list(checkpoint.get("history", []))
+            best_val = float(checkpoint["best_val"])
+            start_epoch = int(checkpoint["epoch"]) + 1
+            if start_epoch <= cfg.train.epochs:
+                print(f"resuming from {last_path} after epoch {checkpoint['epoch']}")
+
+    last_epoch = cfg.train.epochs if stop_after_epochs is None else min(cfg.train.epochs, stop_after_epochs)
+    visualize = set(cfg.train.visualize_epochs) | {cfg.train.epochs}
+    show_split = prepared.val if len(prepared.val) else prepared.train
+    for epoch in range(start_epoch, last_epoch + 1):
+        started = time.perf_counter()
+        kl_weight = kl_weight_at(cfg.train, epoch)
+        train_terms = _train_epoch(model, optimizer, scheduler, scaler, prepared.train, cfg, device, epoch, kl_weight)
+        train_seconds = time.perf_counter() - started
+        val_terms = evaluate_losses(model, prepared.val, cfg, device, kl_weight)
+        row = {"epoch": epoch}
+        row.update({f"train_{k}": v for k, v in train_terms.items()})
+        row.update({f"val_{k}": v for k, v in val_terms.items()})
+        row.update(
+            lr=optimizer.param_groups[0]["lr"],
+            kl_weight=kl_weight,
+            epoch_seconds=time.perf_counter() - started,
+            stories_per_second=len(prepared.train) / max(train_seconds, 1e-9),
+        )
+        history.append(row)
+        print(
+            f"epoch {epoch}/{cfg.train.epochs}: train {row['train_loss']:.4f} val {row['val_loss']:.4f} "
+            f"(image {row['val_image']:.4f}, text {row['val_text']:.3f}) "
+            f"{row['epoch_seconds']:.1f}s, {row['stories_per_second']:.1f} stories/s",
+            flush=True,
+        )
+        selection_loss = row["val_loss"] if len(prepared.val) else row["train_loss"]
+        improved = selection_loss < best_val
+        best_val = min(best_val, selection_loss)
+
+        frame = pd.DataFrame(history, columns=METRIC_COLUMNS)
+        atomic_write_text(run_dir / "metrics.csv", frame.to_csv(index=False))
+        _save_figure(plot_loss_curve(frame), run_dir / "loss_curve.png")
+        if epoch in visualize:
+            figure = plot_predictions(model, show_split, prepared.tokenizer, cfg, device, f"{cfg.name}, epoch {epoch}")
+            _save_figure(figure, run_dir / "visualizations" / f"epoch_{epoch:03d}.png")
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+            "rng": rng_state(),
+            "epoch": epoch,
+            "best_val": best_val,
+            "config": resolved,
+            "history": history,
+        }
+        save_checkpoint(last_path, state)
+        if improved:
+            save_checkpoint(checkpoint_dir / "best.pt", state)
+    return pd.DataFrame(history, columns=METRIC_COLUMNS)

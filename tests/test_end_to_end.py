@@ -1,0 +1,92 @@
+"""``python run_all.py --data synthetic --scale smoke --seeds 1``: every file of the results
+contract, with content; a second call reuses every run. Slow (minutes): deselect with
+``-m "not slow"``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from storylib.config import available_experiments
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parent.parent
+CONTRACT_KEYS = {"image_mae", "image_mse", "image_ssim", "image_psnr", "text_perplexity", "bleu", "chrf",
+                 "rouge_l", "prediction_spread", "num_params", "train_seconds", "stories_per_second",
+                 "tokenizer", "data_source", "num_test_windows", "config_hash"}
+
+
+def run_all(results_dir: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "run_all.py", "--data", "synthetic", "--scale", "smoke", "--seeds", "1",
+               "--results-dir", str(results_dir)]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1500)
+
+
+def assert_image(path: Path) -> None:
+    with Image.open(path) as image:
+        image.load()
+        assert image.size[0] > 10 and image.size[1] > 10, path
+
+
+@pytest.fixture(scope="module")
+def first_call(tmp_path_factory):
+    results_dir = tmp_path_factory.mktemp("results")
+    completed = run_all(results_dir)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-5000:]
+    return results_dir, completed
+
+
+def test_every_contract_file_is_written_with_content(first_call):
+    results_dir, completed = first_call
+    data_dir = results_dir / "synthetic-smoke"
+    assert f"results: {data_dir}" in completed.stdout
+    for name in ("data_exploration.ipynb", "comparison_report.ipynb", "floors.json", "floor_windows.csv",
+                 "test_windows.csv", "Results.md"):
+        assert (data_dir / name).stat().st_size > 0, name
+    floors = json.loads((data_dir / "floors.json").read_text())
+    assert {"median_image", "mean_image", "copy_last_frame", "unigram", "copy_last_description"} <= set(floors)
+    with np.load(data_dir / "test_windows.npz") as saved:
+        assert saved["frames"].dtype == np.uint8 and saved["frames"].shape[1:3] == (5, 3)
+    results = pd.read_csv(data_dir / "results.csv")
+    experiments = available_experiments()
+    assert sorted(results["experiment"]) == sorted(experiments) and (results["seed"] == 0).all()
+    for experiment in experiments:
+        run_dir = data_dir / experiment / "seed0"
+        metrics = json.loads((run_dir / "test_metrics.json").read_text())
+        assert CONTRACT_KEYS <= set(metrics), CONTRACT_KEYS - set(metrics)
+        assert (run_dir / "config.yaml").stat().st_size > 0 and (run_dir / "experiment.ipynb").is_file()
+        assert len(pd.read_csv(run_dir / "metrics.csv")) >= 1
+        predictions = pd.read_csv(run_dir / "predictions.csv")
+        assert len(predictions) == metrics["num_test_windows"] > 0
+        with np.load(run_dir / "predictions.npz") as saved:
+            assert saved["predicted_frame"].dtype == np.uint8
+        assert_image(run_dir / "loss_curve.png")
+        visualizations = sorted((run_dir / "visualizations").glob("epoch_*.png"))
+        assert visualizations
+        assert_image(visualizations[-1])
+    html = (data_dir / "report.html").read_text()
+    assert all(experiment in html for experiment in experiments)
+    markdown = (data_dir / "Results.md").read_text()
+    assert "floor: median_image" in markdown and all(f"| {e} |" in markdown for e in experiments)
+    assert f"report: {data_dir / 'report.html'}" in completed.stdout
+    assert not list((REPO / "notebooks").glob("**/experiment.ipynb"))
+
+
+def test_a_second_call_reuses_every_run(first_call):
+    results_dir, _ = first_call
+    started = time.perf_counter()
+    completed = run_all(results_dir)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert time.perf_counter() - started < 120
+    for experiment in available_experiments():
+        assert f"{experiment} seed0: reused" in completed.stdout
+    assert f"1 ran, {len(available_experiments()) + 1} reused, 0 failed" in completed.stdout

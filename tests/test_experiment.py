@@ -1,0 +1,66 @@
+"""The notebook glue writes every contract file at the smoke scale (synthetic data, no network)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from storylib import experiment
+from storylib.config import load_config_file
+
+CONTRACT_KEYS = {
+    "image_mae", "image_mse", "image_ssim", "image_psnr", "text_perplexity", "bleu", "chrf", "rouge_l",
+    "prediction_spread", "num_params", "train_seconds", "stories_per_second", "tokenizer", "data_source",
+    "num_test_windows", "config_hash", "experiment", "seed", "scale", "versions", "device", "checkpoint",
+    "checkpoint_epoch", "bleu_signature", "chrf_signature",
+}  # fmt: skip
+
+
+def test_a_whole_run_writes_the_results_contract(tmp_path, monkeypatch):
+    monkeypatch.setenv("STORYLIB_SCALE", "smoke")
+    run = experiment.setup(
+        "baseline", data="synthetic", scale="cpu", seed=3, results_dir=tmp_path, device="cpu",
+        overrides={"model.vae": True, "model.vae_samples": 2},
+    )  # fmt: skip
+    assert run.scale == "smoke" and run.run_dir == tmp_path / "synthetic-smoke" / "baseline" / "seed3"
+    assert run.data_dir == tmp_path / "synthetic-smoke"
+    saved = load_config_file(run.run_dir / "config.yaml")
+    assert saved.data.source == "synthetic" and saved.seed == 3 and saved.data.tokenizer in ("trained", "bert-base-uncased")
+    assert not experiment.is_complete(run.run_dir, run.config_hash)
+
+    prepared = experiment.prepare(run)
+    floors = json.loads((run.data_dir / "floors.json").read_text())
+    assert floors["num_test_windows"] == len(prepared.test) and floors["data_source"] == "synthetic"
+    assert len(pd.read_csv(run.data_dir / "floor_windows.csv")) == len(prepared.test)
+    with np.load(run.data_dir / "test_windows.npz") as shared:
+        assert shared["frames"].dtype == np.uint8 and shared["frames"].shape[1:3] == (5, 3)
+    assert list(pd.read_csv(run.data_dir / "test_windows.csv").columns) == [
+        "window_index", "story_id", "context_text_1", "context_text_2", "context_text_3", "context_text_4", "target_text"
+    ]  # fmt: skip
+
+    model = experiment.build(run, prepared)
+    history = experiment.train(run, prepared, model)
+    assert len(history) == run.config.train.epochs
+    result = experiment.evaluate(run, prepared, model)
+    assert list(result.table.index) == ["model", "median_image", "mean_image", "copy_last_frame", "unigram", "copy_last_description"]
+    assert experiment.show_visualization(run).name == f"epoch_{run.config.train.epochs:03d}.png"
+    experiment.record(run, result)
+
+    metrics = json.loads((run.run_dir / "test_metrics.json").read_text())
+    assert CONTRACT_KEYS <= set(metrics)
+    assert metrics["tokenizer"] == prepared.tokenizer.name and metrics["num_test_windows"] == len(prepared.test)
+    predictions = pd.read_csv(run.run_dir / "predictions.csv")
+    assert len(predictions) == len(prepared.test)
+    with np.load(run.run_dir / "predictions.npz") as arrays:  # no pickle needed
+        assert arrays["predicted_frame"].dtype == np.uint8
+        assert arrays["vae_samples"].shape[:2] == (len(arrays["window_index"]), 2)
+    for name in ("metrics.csv", "loss_curve.png", "checkpoints/best.pt", "checkpoints/last.pt"):
+        assert (run.run_dir / name).is_file()
+    assert experiment.is_complete(run.run_dir, run.config_hash)
+    assert not experiment.is_complete(run.run_dir, "another-hash")
+
+    # a second session reuses the finished trajectory instead of training again
+    stamp = (run.run_dir / "checkpoints" / "last.pt").stat().st_mtime_ns
+    again = experiment.train(run, prepared, experiment.build(run, prepared))
+    assert (run.run_dir / "checkpoints" / "last.pt").stat().st_mtime_ns == stamp
+    pd.testing.assert_frame_equal(history, again)

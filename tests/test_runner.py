@@ -1,0 +1,133 @@
+"""storylib.runner with throwaway notebooks: failures listed, finished runs reused, --force."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from storylib import runner
+
+FAKE_EXPERIMENT = '''
+import json, pathlib
+run_dir = pathlib.Path(results_dir) / f"synthetic-{scale}" / experiment / f"seed{seed}"
+with open(pathlib.Path(results_dir) / "executions.log", "a") as log:
+    log.write(f"{experiment} seed{seed}\\n")
+if experiment == "vae":
+    raise ValueError("boom in vae")
+run_dir.mkdir(parents=True, exist_ok=True)
+(run_dir / "test_metrics.json").write_text(json.dumps({"config_hash": f"hash-{experiment}-{seed}"}))
+'''
+
+
+def fake_hash(experiment: str, data: str, scale: str, seed: int) -> str:
+    return f"hash-{experiment}-{seed}"
+
+
+def write_notebook(path, parameters: str, *cells: str) -> None:
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    parameter_cell = nbformat.v4.new_code_cell(parameters)
+    parameter_cell.metadata["tags"] = ["parameters"]
+    notebook.cells = [parameter_cell, *(nbformat.v4.new_code_cell(c) for c in cells)]
+    nbformat.write(notebook, str(path))
+
+
+@pytest.fixture(scope="module")
+def notebooks_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("notebooks")
+    shared = 'data = "auto"\nscale = "cpu"\nresults_dir = "../results"'
+    write_notebook(folder / runner.EXPLORATION_NOTEBOOK, shared, "print('explored', data)")
+    write_notebook(folder / runner.EXPERIMENT_NOTEBOOK, shared + '\nexperiment = "baseline"\nseed = 0\ndevice = "auto"',
+                   FAKE_EXPERIMENT)
+    write_notebook(folder / runner.REPORT_NOTEBOOK, shared, "print('comparison report for', scale)")
+    return folder
+
+
+def run(notebooks_dir, results_dir, *extra: str) -> int:
+    argv = ["--data", "synthetic", "--scale", "smoke", "--seeds", "1", "--results-dir", str(results_dir),
+            "--jobs", "2", *extra]
+    return runner.main(argv, notebooks_dir=notebooks_dir, planned_hash=fake_hash)
+
+
+def executions(results_dir) -> list[str]:
+    return (results_dir / "executions.log").read_text().splitlines()
+
+
+def test_failure_is_listed_others_finish_then_finished_runs_are_reused_and_force_reruns(
+        notebooks_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("STORYLIB_SCALE", "full")          # must not reach the kernels
+    results_dir = tmp_path / "results"
+    data_dir = results_dir / "synthetic-smoke"
+
+    assert run(notebooks_dir, results_dir, "--only", "baseline", "vae") == 1
+    captured = capsys.readouterr()
+    assert f"results: {data_dir}" in captured.out
+    assert "STORYLIB_SCALE=full is ignored" in captured.out
+    failure = captured.err
+    assert "02_experiment.ipynb [vae seed0] cell 2" in failure          # 0 parameters, 1 injected, 2 failing
+    assert "ValueError: boom in vae" in failure
+    assert f"executed copy: {data_dir / 'vae' / 'seed0' / 'experiment.ipynb'}" in failure
+    assert (data_dir / "vae" / "seed0" / "experiment.ipynb").is_file()   # kept for reading
+    assert (data_dir / "baseline" / "seed0" / "test_metrics.json").is_file()
+    assert (data_dir / "data_exploration.ipynb").is_file()
+    assert "comparison report for" in (data_dir / "report.html").read_text()
+    assert sorted(executions(results_dir)) == ["baseline seed0", "vae seed0"]
+    executed = json.loads((data_dir / "baseline" / "seed0" / "experiment.ipynb").read_text())
+    assert executed["metadata"]["papermill"]["parameters"]["scale"] == "smoke"
+    assert not (notebooks_dir / "baseline").exists()
+
+    assert run(notebooks_dir, results_dir, "--only", "baseline") == 0
+    out = capsys.readouterr().out
+    assert "baseline seed0: reused" in out and "01_data_exploration: reused" in out
+    assert "1 ran, 2 reused, 0 failed" in out                            # only the report ran
+    assert sorted(executions(results_dir)) == ["baseline seed0", "vae seed0"]
+
+    assert run(notebooks_dir, results_dir, "--only", "baseline", "--force") == 0
+    assert "3 ran, 0 reused" in capsys.readouterr().out
+    assert sorted(executions(results_dir)) == ["baseline seed0", "baseline seed0", "vae seed0"]
+
+
+def test_a_changed_config_hash_reruns(tmp_path):
+    run_dir = tmp_path / "synthetic-smoke" / "baseline" / "seed0"
+    run_dir.mkdir(parents=True)
+    (run_dir / "test_metrics.json").write_text(json.dumps({"config_hash": "hash-baseline-0"}))
+    plan = runner.plan_experiment_runs(["baseline"], 2, "synthetic", "smoke", tmp_path, tmp_path / "synthetic-smoke",
+                                       tmp_path, force=False, planned_hash=fake_hash)
+    assert [(r.label, r.reused) for r in plan] == [("baseline seed0", True), ("baseline seed1", False)]
+    changed = runner.plan_experiment_runs(["baseline"], 1, "synthetic", "smoke", tmp_path, tmp_path / "synthetic-smoke",
+                                          tmp_path, force=False, planned_hash=lambda *a: "other")
+    assert not changed[0].reused
+    assert changed[0].output == run_dir / "experiment.ipynb"
+    assert changed[0].parameters == {"experiment": "baseline", "data": "synthetic", "scale": "smoke", "seed": 0,
+                                     "results_dir": str(tmp_path), "device": "auto"}
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--only", "baseline", "nosuch"], "unknown experiment(s) nosuch; known experiments: baseline, both"),
+    (["--seeds", "0"], "--seeds must be at least 1"),
+    (["--jobs", "0"], "--jobs must be at least 1"),
+    (["--scale", "huge"], "invalid choice: 'huge'"),
+])
+def test_arguments_are_validated(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        runner.parse_args(argv, ["baseline", "both", "vae"])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_defaults():
+    args = runner.parse_args([], ["baseline"])
+    assert (args.data, args.scale, args.seeds, args.results_dir, args.force, args.only) == (
+        "auto", "auto", 3, "results", False, None)
+    assert runner.default_jobs(cores=1) == 1 and runner.default_jobs(cores=16) == 2
+    assert runner.resolve_scale("smoke") == "smoke"
+
+
+def test_kernel_environment_splits_cores_and_drops_the_scale_switch():
+    env = runner.kernel_environment(jobs=2, base={"STORYLIB_SCALE": "smoke", "MPLBACKEND": "Agg", "KEEP": "1"}, cores=8)
+    assert env["STORYLIB_THREADS"] == env["OMP_NUM_THREADS"] == "4"
+    assert env["STORYLIB_NO_PROGRESS"] == "1" and env["KEEP"] == "1"
+    assert "STORYLIB_SCALE" not in env and "MPLBACKEND" not in env
+    assert runner.kernel_environment(jobs=4, base={}, cores=2)["STORYLIB_THREADS"] == "1"
