@@ -50,10 +50,12 @@ DECIMALS = {
     "text_perplexity": 2,
     "bleu": 2,
     "chrf": 2,
+    "rouge_l": 2,
 }
 # Baseline first, the capacity control second: the two references of every comparison.
 EXPERIMENT_ORDER = ("baseline", "enhanced", "crossmodal", "vae", "both", "residual_decoder")
 IMAGE_FLOORS = ("median_image", "mean_image", "copy_last_frame")
+FLOOR_ORDER = (*IMAGE_FLOORS, "unigram", "copy_last_description")
 LOSS_TERMS = ("loss", "image", "text", "context", "kl")
 VERDICTS = ("better", "worse", "no clear difference")
 
@@ -207,9 +209,9 @@ def summary_table(runs: pd.DataFrame, floors: dict) -> pd.DataFrame:
             for column in (*RUN_FACTS[1:], *CONTRACT_METRICS):
                 row[column] = format_mean_sd(group[column], DECIMALS.get(column, 4))
             rows[experiment] = row
-    for name, values in floors.items():
-        if not isinstance(values, dict):
-            continue
+    named = [name for name, values in floors.items() if isinstance(values, dict)]
+    for name in sorted(named, key=lambda n: (FLOOR_ORDER.index(n) if n in FLOOR_ORDER else len(FLOOR_ORDER), n)):
+        values = floors[name]
         row = {column: "—" for column in columns}
         for metric, value in values.items():
             if metric in CONTRACT_METRICS:

@@ -226,10 +226,11 @@ class FrameBrowser:
             axis.axis("off")
             axis.text(0.5, 0.5, f"No saved test windows under {self.folder.data_dir}.", ha="center", va="center")
             return figure
-        panels = [(view["frames"][i], f"context {i + 1}", view["texts"][i]) for i in range(4)]
-        panels.append((view["frames"][4], "truth", view["texts"][4]))
+        panels = [(view["frames"][i], f"context {i + 1}", short_text(view["texts"][i], 30, 5)) for i in range(4)]
+        panels.append((view["frames"][4], "truth", short_text(view["texts"][4], 30, 5)))
         for prediction in view["predictions"]:
-            caption = prediction["text"] + "\n" + _metrics_text(prediction["metrics"])
+            caption = (short_text(prediction["text"], 30, 3) + "\n"
+                       + short_text(_metrics_text(prediction["metrics"]), 30, 3))
             panels.append((prediction["frame"], f"{prediction['experiment']} (seed {prediction['seed']})", caption))
             if prediction["samples"] is not None:
                 panels.append((np.concatenate(list(prediction["samples"]), axis=2),
@@ -244,7 +245,7 @@ class FrameBrowser:
             if image is not None:
                 axis.imshow(frame_to_hwc(image))
             axis.set_title(title, fontsize=8)
-            axis.set_xlabel(short_text(text, width=30, max_lines=5), fontsize=6.5)
+            axis.set_xlabel(text, fontsize=6.5)
         for axis in axes[len(panels):]:
             axis.axis("off")
         floors = " · ".join(f"{k} {float(v):.3f}" for k, v in view["floors"].items() if isinstance(v, (int, float)))

@@ -86,8 +86,9 @@ def window_order(length: int, shuffle: bool, seed: int = 0, epoch: int = 0) -> t
     return torch.randperm(length, generator=shuffle_generator(seed, epoch))
 
 
-def make_batch(split: WindowSplit, indices: np.ndarray, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+def make_batch(split: WindowSplit, indices: np.ndarray | list[int], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """The batch of the windows at ``indices`` (see the module docstring for the contract)."""
+    indices = np.asarray(indices, dtype=np.int64).reshape(-1)
     # Reading sorted rows is kinder to the memory map; the batch keeps the requested order.
     order = np.argsort(indices, kind="stable")
     rows = indices[order]

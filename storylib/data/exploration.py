@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from storylib.data.dataset import PreparedData, WindowSplit
 from storylib.data.parsing import entity_kind, parse_entities, parse_frame_descriptions
-from storylib.data.prepare import decode_frame, image_counts
+from storylib.data.prepare import decode_frame, image_counts, open_image
 from storylib.data.windows import CONTEXT_FRAMES, SKIP_REASONS
 
 SPLITS = ("train", "val", "test")
@@ -146,13 +146,20 @@ def _panel_row(images: list[np.ndarray], titles: list[str], texts: list[str], su
     return figure
 
 
-def plot_story(stories_split: Any, index: int, height: int = 120, width: int = 250) -> Figure:
+def _story_frame(value: Any, height: int) -> np.ndarray:
+    """One story image as (height, width, 3) uint8, keeping its aspect ratio."""
+    with open_image(value) as image:
+        width = max(1, round(height * image.width / max(1, image.height)))
+    return decode_frame(value, height, width).transpose(1, 2, 0)
+
+
+def plot_story(stories_split: Any, index: int, height: int = 120) -> Figure:
     """Every frame of story ``index`` of a stories split, with its parsed description."""
     row = stories_split.with_format("arrow")[index : index + 1]
     story_id = str(row.column("story_id")[0].as_py())
     descriptions = parse_frame_descriptions(str(row.column("story")[0].as_py()))
     values = row.column("images")[0].values
-    images = [decode_frame(values[i].as_py(), height, width).transpose(1, 2, 0) for i in range(len(values))]
+    images = [_story_frame(values[i].as_py(), height) for i in range(len(values))]
     titles = [f"image {i + 1}" for i in range(len(images))]
     texts = [descriptions.get(i + 1, "(no description)") for i in range(len(images))]
     return _panel_row(images, titles, texts, f"story {story_id}: {len(images)} frames")

@@ -108,11 +108,14 @@ def _table_rows(section: str) -> list[dict[str, str]]:
     lines = [line.strip() for line in section.splitlines() if line.strip().startswith("|")]
     if len(lines) < 2:
         return []
-    split = lambda line: [cell.strip() for cell in line.strip().strip("|").split("|")]  # noqa: E731
-    header = split(lines[0])
+
+    def cells_of(line: str) -> list[str]:
+        return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+    header = cells_of(lines[0])
     rows = []
     for line in lines[1:]:
-        cells = split(line)
+        cells = cells_of(line)
         if all(set(cell) <= set("-: ") for cell in cells):  # the |---|---| separator
             continue
         rows.append(dict(zip(header, cells + [""] * (len(header) - len(cells)))))

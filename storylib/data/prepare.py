@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import json
 import sys
 import time
 from collections import defaultdict
@@ -51,7 +52,7 @@ HIGH_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 # --------------------------------------------------------------------------- images
 
 
-def _open_image(value: Any) -> Image.Image:
+def open_image(value: Any) -> Image.Image:
     """A PIL image from a ``datasets`` image value: ``{"bytes", "path"}``, a PIL image or bytes."""
     if isinstance(value, Image.Image):
         return value
@@ -84,7 +85,7 @@ def decode_frame(value: Any, height: int, width: int, equalize: bool = False) ->
     Raises whatever PIL raises for bytes that are not an image; the caller counts the story
     as ``undecodable_image``.
     """
-    with _open_image(value) as image:
+    with open_image(value) as image:
         if image.format == "JPEG" and image.mode in ("RGB", "L"):
             image.draft(image.mode, (width, height))  # decode JPEG at a reduced scale ≥ the target
         image.load()
@@ -213,7 +214,8 @@ def build_cache(config: DataConfig, source: str, tokenizer_kind: str, folder: Pa
         "val": plan_windows(train_ids, train_text, train_counts, config.window_mode, rows=val_rows),
         "test": plan_windows(test_ids, test_text, test_counts, config.window_mode),
     }
-    tokenizer = build_tokenizer(tokenizer_kind, _train_texts(train_text, plans["train"]), config.vocab_size, folder / TOKENIZER_FOLDER)
+    # The requested kind, so "auto" still falls back to "trained" if BERT fails to load after all.
+    tokenizer = build_tokenizer(config.tokenizer, _train_texts(train_text, plans["train"]), config.vocab_size, folder / TOKENIZER_FOLDER)
     split_stories = {"train": hub_train, "val": hub_train, "test": hub_test}
     for name in SPLIT_NAMES:
         _write_split(folder, name, split_stories[name], plans[name], tokenizer, config, show_progress)
@@ -246,6 +248,8 @@ def load_cache(folder: Path, key_inputs: dict, config: DataConfig) -> tuple[dict
     manifest = read_json(folder / MANIFEST_FILE)
     if manifest.get("key") != cache_key(key_inputs) or manifest.get("key_inputs") != json_round_trip(key_inputs):
         raise CacheInvalid(f"{folder / MANIFEST_FILE} was written for other settings")
+    if not all(isinstance(manifest.get("splits", {}).get(name, {}).get("skipped"), dict) for name in SPLIT_NAMES):
+        raise CacheInvalid(f"{folder / MANIFEST_FILE} lacks the per-split skip counts")
     frame_shape = (3, config.image_height, config.image_width)
     splits = {name: load_split(folder, name, frame_shape, config.max_text_length) for name in SPLIT_NAMES}
     try:
@@ -259,8 +263,6 @@ def load_cache(folder: Path, key_inputs: dict, config: DataConfig) -> tuple[dict
 
 def json_round_trip(value: Any) -> Any:
     """``value`` as it reads back from JSON (tuples become lists), for comparisons with files."""
-    import json
-
     return json.loads(json.dumps(value))
 
 

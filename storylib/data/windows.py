@@ -51,11 +51,6 @@ class WindowPlan:
         """Stories that gave at least one window."""
         return len({window.story_row for window in self.windows})
 
-    def drop_story(self, story_row: int, story_id: str, reason: str) -> None:
-        """Remove every window of one story (e.g. an image failed to decode) and record why."""
-        self.windows = [window for window in self.windows if window.story_row != story_row]
-        self.skipped.append((story_id, reason))
-
 
 def window_starts(frame_count: int, mode: str) -> list[int]:
     """0-based first-frame positions of the windows of a story with ``frame_count`` frames."""
