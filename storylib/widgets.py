@@ -29,7 +29,7 @@ from storylib.reporting import ResultsFolder, frame_to_hwc, short_text
 ORDERS = ("window order", "worst first", "best first")
 SHOWN_METRICS = (("image_mae", "MAE", 3), ("image_ssim", "SSIM", 3), ("image_psnr", "PSNR", 1),
                  ("text_perplexity", "ppl", 1), ("chrf", "chrF", 1), ("bleu", "BLEU", 1),
-                 ("rouge_l", "ROUGE-L", 3))
+                 ("rouge_l", "ROUGE-L", 1))
 
 
 def png_bytes(frames: np.ndarray) -> bytes:

@@ -62,7 +62,7 @@ def predicted_value(experiment: str, seed: int, window_position: int) -> int:
 
 def make_results_folder(data_dir: Path, experiments: tuple[str, ...] = ("baseline", "enhanced", "vae")) -> Path:
     data_dir.mkdir(parents=True, exist_ok=True)
-    (data_dir / "floors.json").write_text(json.dumps(FLOORS))
+    (data_dir / "floors.json").write_text(json.dumps(FLOORS, sort_keys=True))   # as atomic_write_json does
     pd.DataFrame({
         "window_index": WINDOWS, "story_id": [f"syn-test-{w:05d}" for w in WINDOWS],
         "median_image_image_mae": [0.24, 0.25, 0.26], "mean_image_image_mae": [0.3, 0.3, 0.3],

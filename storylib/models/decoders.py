@@ -107,7 +107,10 @@ class ResidualUNetDecoder(nn.Module):
 
 
 class VocabularyHead(nn.Module):
-    """Features → vocabulary logits; with ``tie`` the output matrix is the input embedding's."""
+    """Features → vocabulary logits; with ``tie`` the output matrix is the input embedding's.
+
+    Padding is never a target, so its logit is pinned to a large negative constant (this also
+    keeps the pad embedding, whatever it holds, out of every prediction when tied)."""
 
     def __init__(self, in_dim: int, embedding: nn.Embedding, tie: bool):
         super().__init__()
@@ -120,8 +123,12 @@ class VocabularyHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         if self.embedding is None:
-            return self.project(features)
-        return F.linear(self.project(features), self.embedding.weight, self.bias)
+            logits = self.project(features)
+        else:
+            logits = F.linear(self.project(features), self.embedding.weight, self.bias)
+        pad = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+        pad[PAD_ID] = True
+        return logits.masked_fill(pad, -1e4)
 
 
 class LSTMTextDecoder(nn.Module):
