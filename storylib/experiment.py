@@ -68,6 +68,37 @@ def _display(thing) -> None:
         pass
 
 
+def resolve_scale(scale: str) -> str:
+    """``STORYLIB_SCALE``, when set, overrides ``scale`` (nbval runs the notebooks in smoke mode)."""
+    return os.environ.get("STORYLIB_SCALE") or scale
+
+
+def planned_config(
+    experiment: str,
+    data: str = "auto",
+    scale: str = "cpu",
+    seed: int = 0,
+    device: str = "auto",
+    overrides: dict | None = None,
+) -> ExperimentConfig:
+    """The configuration :func:`setup` builds, without touching the disk: "auto" data and
+    tokenizer made concrete, so the hash says which data and tokenizer a run used."""
+    scale = resolve_scale(scale)
+    base = load_experiment_config(experiment, scale)
+    values = {
+        "seed": seed,
+        "data.source": resolve_source(data),
+        "data.tokenizer": resolve_tokenizer_kind(base.data.tokenizer),
+        "train.device": device,
+        **(overrides or {}),
+    }
+    return load_experiment_config(experiment, scale, overrides=values)
+
+
+def planned_config_hash(experiment: str, data: str, scale: str, seed: int, device: str = "auto") -> str:
+    return config_hash(planned_config(experiment, data, scale, seed, device))
+
+
 def setup(
     experiment: str = "baseline",
     data: str = "auto",
@@ -79,17 +110,8 @@ def setup(
 ) -> Run:
     """Resolve the data source and tokenizer, build the config, create the run folder and
     write ``config.yaml``. ``STORYLIB_SCALE`` in the environment overrides ``scale``."""
-    scale = os.environ.get("STORYLIB_SCALE") or scale
-    source = resolve_source(data)
-    base = load_experiment_config(experiment, scale)
-    values = {
-        "seed": seed,
-        "data.source": source,
-        "data.tokenizer": resolve_tokenizer_kind(base.data.tokenizer),
-        "train.device": device,
-        **(overrides or {}),
-    }
-    cfg = load_experiment_config(experiment, scale, overrides=values)
+    cfg = planned_config(experiment, data, scale, seed, device, overrides)
+    scale, source = cfg.scale, cfg.data.source
     data_dir = Path(results_dir) / f"{source_label(source)}-{scale}"
     run_dir = data_dir / experiment / f"seed{seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
