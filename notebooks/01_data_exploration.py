@@ -43,7 +43,6 @@ results_dir = "../results"
 # %%
 import storylib.experiment
 from storylib import reporting
-from storylib.config import load_experiment_config
 from storylib.data import exploration, load_stories, prepare_data, resolve_source
 
 # %% [markdown]
@@ -51,8 +50,7 @@ from storylib.data import exploration, load_stories, prepare_data, resolve_sourc
 # overrides the scale, as in the experiments).
 
 # %%
-scale = storylib.experiment.resolve_scale(scale)
-data_config = load_experiment_config("baseline", scale, overrides={"data.source": resolve_source(data)}).data
+data_config = storylib.experiment.planned_config("baseline", data, scale).data
 
 # %% [markdown]
 # Those settings: source, image size, window mode, tokenizer, split and size limits.

@@ -73,6 +73,12 @@ def resolve_scale(scale: str) -> str:
     return os.environ.get("STORYLIB_SCALE") or scale
 
 
+def resolve_results_dir(results_dir: str | Path) -> Path:
+    """``STORYLIB_RESULTS_DIR``, when set, overrides ``results_dir`` (tests keep the notebooks'
+    smoke runs out of the repository's ``results/``)."""
+    return Path(os.environ.get("STORYLIB_RESULTS_DIR") or results_dir)
+
+
 def planned_config(
     experiment: str,
     data: str = "auto",
@@ -112,7 +118,7 @@ def setup(
     write ``config.yaml``. ``STORYLIB_SCALE`` in the environment overrides ``scale``."""
     cfg = planned_config(experiment, data, scale, seed, device, overrides)
     scale, source = cfg.scale, cfg.data.source
-    data_dir = Path(results_dir) / f"{source_label(source)}-{scale}"
+    data_dir = resolve_results_dir(results_dir) / f"{source_label(source)}-{scale}"
     run_dir = data_dir / experiment / f"seed{seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", config_to_yaml(cfg))

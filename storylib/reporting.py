@@ -136,12 +136,13 @@ def results_folder(results_dir: Path | str, data: str, scale: str) -> Path:
     """``<results_dir>/<data label>-<scale>``: the folder that runs with these parameters write.
 
     ``data`` is made concrete (``auto`` → storyreasoning or synthetic) and ``scale`` resolved
-    exactly as :func:`storylib.experiment.setup` does (``STORYLIB_SCALE`` wins when set).
+    exactly as :func:`storylib.experiment.setup` does (``STORYLIB_SCALE`` and
+    ``STORYLIB_RESULTS_DIR`` win when set).
     """
     from storylib.data.sources import resolve_source, source_label
-    from storylib.experiment import resolve_scale
+    from storylib.experiment import resolve_results_dir, resolve_scale
 
-    return Path(results_dir) / f"{source_label(resolve_source(data))}-{resolve_scale(scale)}"
+    return resolve_results_dir(results_dir) / f"{source_label(resolve_source(data))}-{resolve_scale(scale)}"
 
 
 def no_runs_message(data_dir: Path | str) -> str:

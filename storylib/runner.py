@@ -133,7 +133,7 @@ def kernel_environment(jobs: int, base: dict[str, str] | None = None, cores: int
     threads = str(max(1, (cores or os.cpu_count() or 1) // max(1, jobs)))
     env.update({"STORYLIB_NO_PROGRESS": "1", "STORYLIB_THREADS": threads, "OMP_NUM_THREADS": threads,
                 "MKL_NUM_THREADS": threads, "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
-    for name in ("STORYLIB_SCALE", "MPLBACKEND"):
+    for name in ("STORYLIB_SCALE", "STORYLIB_RESULTS_DIR", "MPLBACKEND"):
         env.pop(name, None)
     return env
 

@@ -18,16 +18,9 @@ from storylib.data import prepare as prepare_module
 from storylib.data.cache import MANIFEST_FILE, SKIPPED_FILE, WINDOWS_FILE
 from storylib.data.dataset import iterate_batches
 from storylib.data.prepare import decode_frame, prepare_data
+from storylib.data.synthetic import STORY_FEATURES
 
-FEATURES = datasets.Features(
-    {
-        "story_id": datasets.Value("string"),
-        "images": datasets.Sequence(datasets.Image()),
-        "frame_count": datasets.Value("int32"),
-        "chain_of_thought": datasets.Value("string"),
-        "story": datasets.Value("string"),
-    }
-)
+FEATURES = STORY_FEATURES  # the StoryReasoning schema, pinned in tests/test_synthetic.py
 HEIGHT, WIDTH = 12, 20
 
 

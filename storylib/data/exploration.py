@@ -134,7 +134,10 @@ def _wrapped(text: str, width: int = 32, max_lines: int = 6) -> str:
 
 def _panel_row(images: list[np.ndarray], titles: list[str], texts: list[str], suptitle: str) -> Figure:
     """One row of image panels with a title above and a wrapped text below each."""
-    figure = Figure(figsize=(3.2 * len(images), 4.2), layout="constrained")
+    panel_width = 3.2
+    aspect = images[0].shape[0] / images[0].shape[1]
+    # image height + room for the title above and about six lines of text below
+    figure = Figure(figsize=(panel_width * len(images), panel_width * aspect + 1.7), layout="constrained")
     axes = figure.subplots(1, len(images), squeeze=False)[0]
     for axis, image, title, text in zip(axes, images, titles, texts):
         axis.imshow(image)
