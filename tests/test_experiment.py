@@ -1,6 +1,7 @@
 """The notebook glue writes every contract file at the smoke scale (synthetic data, no network)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,7 @@ CONTRACT_KEYS = {
 
 def test_a_whole_run_writes_the_results_contract(tmp_path, monkeypatch):
     monkeypatch.setenv("STORYLIB_SCALE", "smoke")
+    monkeypatch.delenv("STORYLIB_RESULTS_DIR", raising=False)
     run = experiment.setup(
         "baseline", data="synthetic", scale="cpu", seed=3, results_dir=tmp_path, device="cpu",
         overrides={"model.vae": True, "model.vae_samples": 2},
@@ -64,3 +66,15 @@ def test_a_whole_run_writes_the_results_contract(tmp_path, monkeypatch):
     again = experiment.train(run, prepared, experiment.build(run, prepared))
     assert (run.run_dir / "checkpoints" / "last.pt").stat().st_mtime_ns == stamp
     pd.testing.assert_frame_equal(history, again)
+
+
+def test_environment_overrides_scale_and_results_folder(tmp_path, monkeypatch):
+    """nbval passes no parameters: the notebooks' scale and results folder come from the environment."""
+    monkeypatch.setenv("STORYLIB_SCALE", "smoke")
+    monkeypatch.setenv("STORYLIB_RESULTS_DIR", str(tmp_path / "elsewhere"))
+    assert experiment.resolve_scale("cpu") == "smoke"
+    assert experiment.resolve_results_dir("../results") == tmp_path / "elsewhere"
+    monkeypatch.delenv("STORYLIB_SCALE")
+    monkeypatch.delenv("STORYLIB_RESULTS_DIR")
+    assert experiment.resolve_scale("cpu") == "cpu"
+    assert experiment.resolve_results_dir("../results") == Path("../results")
