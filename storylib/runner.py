@@ -208,8 +208,11 @@ def execute(run: NotebookRun, cwd: Path) -> RunOutcome:
     run.output.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
+        # The kernel's own log (an unencrypted-TCP warning at every start, a KeyboardInterrupt
+        # line at shutdown) is noise on this terminal; errors in cells reach the executed copy.
         papermill.execute_notebook(str(run.notebook), str(run.output), parameters=run.parameters,
-                                   kernel_name="python3", cwd=str(cwd), progress_bar=False, log_output=False)
+                                   kernel_name="python3", cwd=str(cwd), progress_bar=False, log_output=False,
+                                   extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
     except PapermillExecutionError as error:
         return RunOutcome(run, "failed", time.perf_counter() - start, error.cell_index, error.source or "",
                           error.ename, error.evalue)
