@@ -488,7 +488,10 @@ def plot_qualitative_grid(data_dir: Path | str, window_indices: Sequence[int],
         return _message_figure(no_runs_message(data_dir) if not experiments
                                else f"No saved test windows (test_windows.npz) under {folder.data_dir}.")
     columns = 5 + len(experiments)
-    figure = Figure(figsize=(2.1 * columns, 2.9 * len(window_indices)), layout="constrained")
+    frame_height, frame_width = folder.window_frames(window_indices[0]).shape[-2:]
+    # per row: the frame, its title above and about five lines of text below
+    row_height = 2.1 * frame_height / frame_width + 1.0
+    figure = Figure(figsize=(2.1 * columns, row_height * len(window_indices)), layout="constrained")
     axes = np.atleast_2d(figure.subplots(len(window_indices), columns, squeeze=False))
     for row, window in enumerate(window_indices):
         frames, texts = folder.window_frames(window), folder.window_texts(window)

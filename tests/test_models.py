@@ -109,6 +109,29 @@ def test_copy_decoder_returns_a_normalised_mixture():
     assert torch.allclose(out.text_logits.exp().sum(-1), torch.ones(out.text_logits.shape[:2]), atol=1e-4)
 
 
+def test_copy_decoder_coverage_is_the_same_in_one_pass_and_step_by_step():
+    """Teacher forcing (all steps at once) and generation (one step at a time, coverage carried in
+    the state) see the same coverage; the penalty is Σ_j min(a_tj, c_tj), 0 at the first step."""
+    torch.manual_seed(0)
+    model = build_model(tiny_config("residual_decoder"), len(WORDS), SIZE).eval()
+    with torch.no_grad():
+        model.text_decoder.coverage_weight.fill_(-2.0)  # make coverage matter for the scores
+        batch = make_batch(make_split(2, SIZE), 2)
+        z, _, _, memory, _ = model.encode(batch, sample=False)
+        inputs = batch["target_text_ids"][:, :4]
+        scores, (_, _, coverage), penalty = model.text_decoder(inputs, z, memory)
+        assert torch.equal(penalty[:, 0], torch.zeros(2))
+        assert torch.allclose(coverage.sum(-1), torch.full((2,), 4.0), atol=1e-5)  # four distributions
+        state, before, stepped = None, None, []
+        for step in range(4):
+            step_scores, state, step_penalty = model.text_decoder(inputs[:, step : step + 1], z, memory, state, before)
+            before = inputs[:, step]
+            stepped.append(step_penalty[:, 0])
+            assert torch.allclose(step_scores[:, 0], scores[:, step], atol=1e-5)
+        assert torch.allclose(torch.stack(stepped, 1), penalty, atol=1e-6)
+        assert bool((penalty >= 0).all()) and bool((penalty[:, 1:] > 0).all())
+
+
 def test_vae_samples_differ_and_eval_uses_the_mean():
     torch.manual_seed(0)
     model = build_model(tiny_config("vae"), len(WORDS), SIZE).eval()

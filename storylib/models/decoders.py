@@ -10,9 +10,11 @@ Text decoders map ``(input_ids, z, memory) → scores (B,T,V)`` with an explicit
 ``state`` so that teacher forcing and greedy generation run through the same code:
 
 - :class:`LSTMTextDecoder`: an LSTM initialised from z, returning vocabulary logits;
-- :class:`CopyTextDecoder`: a pointer-generator (See et al., 2017, "Get To The Point") that
-  mixes the vocabulary distribution with a copy distribution over the context descriptions'
-  tokens, returning log-probabilities of the mixture.
+- :class:`CopyTextDecoder`: a pointer-generator with coverage (See et al., 2017, "Get To The
+  Point") that mixes the vocabulary distribution with a copy distribution over the context
+  descriptions' tokens, returning log-probabilities of the mixture.
+
+Both return ``(scores, state, coverage_penalty)``; the penalty (B,T) is None for the LSTM.
 """
 
 from __future__ import annotations
@@ -152,23 +154,29 @@ class LSTMTextDecoder(nn.Module):
         return reshape(self.init_h(z)), reshape(self.init_c(z))
 
     def forward(self, input_ids, z, memory=None, state=None, before=None):  # noqa: D401 - see module docs
-        """input_ids (B,T) → (logits (B,T,V), state). ``memory`` and ``before`` are unused here."""
+        """input_ids (B,T) → (logits (B,T,V), state, None). ``memory`` and ``before`` are unused here."""
         state = self.initial_state(z) if state is None else state[:2]
         outputs, (h, c) = self.lstm(self.dropout(self.embedding(input_ids)), state)
-        return self.head(self.dropout(outputs)), (h, c)
+        return self.head(self.dropout(outputs)), (h, c), None
 
 
 class CopyTextDecoder(nn.Module):
-    """Pointer-generator over the context descriptions' tokens (all four, with a frame embedding).
+    """Pointer-generator with coverage over the context descriptions' tokens (all four, with a
+    frame embedding).
 
-    At step t with LSTM state s_t (input: previous token embedding and z):
-      a_t = softmax(q(s_t)·k(m_j)/√d + w₁·follow_tj + w₂·follow2_tj)   over context tokens j
-      c_t = Σ_j a_tj m_j,  P_vocab = softmax(W[s_t, c_t]),  p_gen = σ(w_g·[s_t, c_t, e(y_{t-1})])
+    At step t with LSTM state s_t (input: previous token embedding and z) and coverage
+    c_t = Σ_{t'<t} a_t' (the attention already paid to each context token):
+      a_t = softmax(q(s_t)·k(m_j)/√d + w₁·follow_tj + w₂·follow2_tj + w_c·c_tj)   over context tokens j
+      ctx_t = Σ_j a_tj m_j,  P_vocab = softmax(W[s_t, ctx_t]),  p_gen = σ(w_g·[s_t, ctx_t, e(y_{t-1})])
       P(w) = p_gen·P_vocab(w) + (1 − p_gen)·Σ_{j: x_j = w} a_tj
     ``follow_tj`` is 1 where the context token before j equals the decoder's input token
     (``follow2`` also matches the token before that): a learned prior for "keep copying where
-    the last copied word was", which content attention alone learns slowly.
-    Returns log P (B,T,V): cross-entropy on it is the NLL of the mixture.
+    the last copied word was", which content attention alone learns slowly. Coverage (See et
+    al. §2.3) lets the decoder see what it has copied already, and its penalty
+    covloss_t = Σ_j min(a_tj, c_tj) (their eq. 12) is returned for the loss: without it a greedy
+    decoder falls into loops that copy the same sentence again and again.
+    Returns log P (B,T,V) (cross-entropy on it is the NLL of the mixture), the state
+    (h, c, coverage) and covloss (B,T).
     """
 
     def __init__(
@@ -196,6 +204,7 @@ class CopyTextDecoder(nn.Module):
         self.follow_weights = nn.Parameter(torch.tensor([3.0, 3.0]))
         self.head = VocabularyHead(hidden + memory_dim, embedding, tie)
         self.gate = nn.Linear(hidden + memory_dim + embedding.embedding_dim, 1)
+        self.coverage_weight = nn.Parameter(torch.zeros(()))
 
     initial_state = LSTMTextDecoder.initial_state
 
@@ -203,7 +212,10 @@ class CopyTextDecoder(nn.Module):
         """input_ids (B,T); memory {"states" (B,S,M), "ids" (B,S), "padding" (B,S), "frame" (S,)};
         ``before`` (B,) the token preceding input_ids[:, 0] (None at the start)."""
         batch, steps = input_ids.shape
-        lstm_state = self.initial_state(z) if state is None else state
+        if state is None:
+            lstm_state, coverage = self.initial_state(z), torch.zeros(memory["ids"].shape, device=z.device)
+        else:
+            lstm_state, coverage = state[:2], state[2]
         embedded = self.dropout(self.embedding(input_ids))
         lstm_in = torch.cat([embedded, z.unsqueeze(1).expand(-1, steps, -1)], dim=-1)
         outputs, lstm_state = self.lstm(lstm_in, lstm_state)
@@ -221,7 +233,14 @@ class CopyTextDecoder(nn.Module):
         follow2 = follow & (second_previous_source.unsqueeze(1) == previous_input.unsqueeze(2))
         scores = scores + self.follow_weights[0] * follow + self.follow_weights[1] * follow2
         scores = scores.float().masked_fill(memory["padding"].unsqueeze(1), float("-inf"))
-        attention = F.softmax(scores, dim=-1)
+        # coverage depends on the previous steps' attention, so this part runs step by step
+        step_attention, step_penalty = [], []
+        for step in range(steps):
+            attention_t = F.softmax(scores[:, step] + self.coverage_weight * coverage, dim=-1)
+            step_penalty.append(torch.minimum(attention_t, coverage).sum(dim=-1))
+            coverage = coverage + attention_t
+            step_attention.append(attention_t)
+        attention = torch.stack(step_attention, dim=1)
         context = attention.to(memory_states.dtype) @ memory_states
 
         features = torch.cat([outputs, context], dim=-1)
@@ -231,4 +250,4 @@ class CopyTextDecoder(nn.Module):
             2, source_ids.unsqueeze(1).expand(-1, steps, -1), attention
         )
         mixture = p_gen * vocabulary + (1 - p_gen) * copy
-        return torch.log(mixture.clamp_min(1e-12)), lstm_state
+        return torch.log(mixture.clamp_min(1e-12)), (*lstm_state, coverage), torch.stack(step_penalty, dim=1)

@@ -43,12 +43,19 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean()
 
 
-def text_loss(text_logits: torch.Tensor, target_text_ids: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over the non-pad targets target_text_ids[:, 1:]."""
+def text_loss(
+    text_logits: torch.Tensor, target_text_ids: torch.Tensor, coverage_penalty: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean cross-entropy over the non-pad targets target_text_ids[:, 1:], plus, for the copy
+    decoder, the mean coverage penalty over the same steps (See et al. 2017, eq. 13, λ = 1)."""
     targets = target_text_ids[:, 1:]
     if targets.numel() == 0 or not (targets != PAD_ID).any():
         return text_logits.sum() * 0.0
-    return F.cross_entropy(text_logits.flatten(0, 1).float(), targets.flatten(), ignore_index=PAD_ID)
+    loss = F.cross_entropy(text_logits.flatten(0, 1).float(), targets.flatten(), ignore_index=PAD_ID)
+    if coverage_penalty is not None:
+        real = (targets != PAD_ID).float()
+        loss = loss + (coverage_penalty.float() * real).sum() / real.sum()
+    return loss
 
 
 class StoryPredictor(nn.Module):
@@ -132,13 +139,13 @@ class StoryPredictor(nn.Module):
         z, mu, logvar, memory, attention = self.encode(batch)
         predicted_frame = self.image_decoder(z, context_frames)
         predicted_context = self.context_decoder(z)
-        text_logits, _ = self.text_decoder(target_ids[:, :-1], z, memory)
+        text_logits, _, coverage_penalty = self.text_decoder(target_ids[:, :-1], z, memory)
 
         target_frame = batch["target_frame"]
         image_error = F.l1_loss if self.image_loss == "l1" else F.mse_loss
         losses = {
             "image": image_error(predicted_frame.float(), target_frame),
-            "text": text_loss(text_logits, target_ids),
+            "text": text_loss(text_logits, target_ids, coverage_penalty),
             "context": F.mse_loss(predicted_context.float(), context_frames.mean(dim=1)),
             "kl": kl_divergence(mu.float(), logvar.float()) if mu is not None else z.new_zeros((), dtype=torch.float32),
         }
@@ -162,7 +169,7 @@ class StoryPredictor(nn.Module):
         finished = torch.zeros(z.size(0), dtype=torch.bool, device=z.device)
         generated = []
         for _ in range(max_length):
-            scores, state = self.text_decoder(tokens, z, memory, state, before)
+            scores, state, _ = self.text_decoder(tokens, z, memory, state, before)
             next_token = scores[:, -1].argmax(dim=-1).masked_fill(finished, PAD_ID)
             generated.append(next_token)
             if eos_id is not None:
