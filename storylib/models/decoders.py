@@ -133,25 +133,30 @@ class VocabularyHead(nn.Module):
         return logits.masked_fill(pad, -1e4)
 
 
-class LSTMTextDecoder(nn.Module):
-    """LSTM whose (h0, c0) are linear maps of z; returns vocabulary logits (B,T,V)."""
+class LatentInitialisedLSTM(nn.Module):
+    """The recurrent core both text decoders share: an LSTM whose (h0, c0) are linear maps of z."""
 
-    def __init__(self, embedding: nn.Embedding, hidden: int, layers: int, latent_dim: int, dropout: float, tie: bool):
+    def __init__(self, embedding: nn.Embedding, hidden: int, layers: int, latent_dim: int, dropout: float, input_dim: int):
         super().__init__()
         self.embedding, self.hidden, self.layers = embedding, hidden, layers
         self.init_h = nn.Linear(latent_dim, layers * hidden)
         self.init_c = nn.Linear(latent_dim, layers * hidden)
         self.dropout = nn.Dropout(dropout)
-        self.lstm = nn.LSTM(
-            embedding.embedding_dim, hidden, layers, batch_first=True, dropout=dropout if layers > 1 else 0.0
-        )
-        self.head = VocabularyHead(hidden, embedding, tie)
+        self.lstm = nn.LSTM(input_dim, hidden, layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
 
     def initial_state(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         def reshape(x: torch.Tensor) -> torch.Tensor:
             return torch.tanh(x).view(z.size(0), self.layers, self.hidden).transpose(0, 1).contiguous()
 
         return reshape(self.init_h(z)), reshape(self.init_c(z))
+
+
+class LSTMTextDecoder(LatentInitialisedLSTM):
+    """LSTM whose (h0, c0) are linear maps of z; returns vocabulary logits (B,T,V)."""
+
+    def __init__(self, embedding: nn.Embedding, hidden: int, layers: int, latent_dim: int, dropout: float, tie: bool):
+        super().__init__(embedding, hidden, layers, latent_dim, dropout, embedding.embedding_dim)
+        self.head = VocabularyHead(hidden, embedding, tie)
 
     def forward(self, input_ids, z, memory=None, state=None, before=None):  # noqa: D401 - see module docs
         """input_ids (B,T) → (logits (B,T,V), state, None). ``memory`` and ``before`` are unused here."""
@@ -160,7 +165,7 @@ class LSTMTextDecoder(nn.Module):
         return self.head(self.dropout(outputs)), (h, c), None
 
 
-class CopyTextDecoder(nn.Module):
+class CopyTextDecoder(LatentInitialisedLSTM):
     """Pointer-generator with coverage over the context descriptions' tokens (all four, with a
     frame embedding).
 
@@ -190,14 +195,7 @@ class CopyTextDecoder(nn.Module):
         dropout: float,
         tie: bool,
     ):
-        super().__init__()
-        self.embedding, self.hidden, self.layers = embedding, hidden, layers
-        self.init_h = nn.Linear(latent_dim, layers * hidden)
-        self.init_c = nn.Linear(latent_dim, layers * hidden)
-        self.dropout = nn.Dropout(dropout)
-        self.lstm = nn.LSTM(
-            embedding.embedding_dim + latent_dim, hidden, layers, batch_first=True, dropout=dropout if layers > 1 else 0.0
-        )
+        super().__init__(embedding, hidden, layers, latent_dim, dropout, embedding.embedding_dim + latent_dim)
         self.frame_embedding = nn.Embedding(frames, memory_dim)
         self.query = nn.Linear(hidden, hidden)
         self.key = nn.Linear(memory_dim, hidden)
@@ -205,8 +203,6 @@ class CopyTextDecoder(nn.Module):
         self.head = VocabularyHead(hidden + memory_dim, embedding, tie)
         self.gate = nn.Linear(hidden + memory_dim + embedding.embedding_dim, 1)
         self.coverage_weight = nn.Parameter(torch.zeros(()))
-
-    initial_state = LSTMTextDecoder.initial_state
 
     def forward(self, input_ids, z, memory, state=None, before=None):
         """input_ids (B,T); memory {"states" (B,S,M), "ids" (B,S), "padding" (B,S), "frame" (S,)};
