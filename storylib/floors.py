@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from storylib.data.dataset import PreparedData, WindowSplit, iterate_batches
+from storylib.data.dataset import PreparedData, iterate_batches
 from storylib.evaluation import ImageScorer, score_texts
 from storylib.models.encoders import PAD_ID
 

@@ -447,19 +447,19 @@ class ResultsFolder:
             self._predictions[key] = (table, arrays)
         return self._predictions[key]
 
-    def predicted_frame(self, experiment: str, window_index: int, seed: int | None = None) -> np.ndarray | None:
+    def _saved(self, name: str, experiment: str, window_index: int, seed: int | None) -> np.ndarray | None:
+        """Row of the saved array ``name`` of predictions.npz for one test window, if saved."""
         _, arrays = self.predictions(experiment, seed)
-        if "window_index" not in arrays:
+        if name not in arrays or "window_index" not in arrays:
             return None
         matches = np.flatnonzero(arrays["window_index"] == int(window_index))
-        return arrays["predicted_frame"][matches[0]] if len(matches) else None
+        return arrays[name][matches[0]] if len(matches) else None
+
+    def predicted_frame(self, experiment: str, window_index: int, seed: int | None = None) -> np.ndarray | None:
+        return self._saved("predicted_frame", experiment, window_index, seed)
 
     def vae_samples(self, experiment: str, window_index: int, seed: int | None = None) -> np.ndarray | None:
-        _, arrays = self.predictions(experiment, seed)
-        if "vae_samples" not in arrays:
-            return None
-        matches = np.flatnonzero(arrays["window_index"] == int(window_index))
-        return arrays["vae_samples"][matches[0]] if len(matches) else None
+        return self._saved("vae_samples", experiment, window_index, seed)
 
     def window_metrics(self, experiment: str, window_index: int, seed: int | None = None) -> dict:
         table, _ = self.predictions(experiment, seed)

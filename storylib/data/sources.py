@@ -23,9 +23,12 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from storylib.config import DataConfig
+
+if TYPE_CHECKING:  # imported lazily at run time: `datasets` is slow to import
+    import datasets
 
 HUB_DATASET = "daniel3303/StoryReasoning"
 HUB_HOST = ("huggingface.co", 443)
@@ -177,7 +180,7 @@ def _hub_offline() -> Iterator[None]:
         datasets_config.HF_HUB_OFFLINE, hub_constants.HF_HUB_OFFLINE = saved
 
 
-def _load_hub(config: DataConfig, timeout: float) -> "datasets.DatasetDict":  # noqa: F821
+def _load_hub(config: DataConfig, timeout: float) -> datasets.DatasetDict:
     import datasets
 
     cached = hub_dataset_cached()
@@ -195,7 +198,7 @@ def _load_hub(config: DataConfig, timeout: float) -> "datasets.DatasetDict":  # 
         raise DataSourceError(_unavailable_paragraph(f"{type(error).__name__}: {first_line}")) from None
 
 
-def _load_local(folder: str) -> "datasets.DatasetDict":  # noqa: F821
+def _load_local(folder: str) -> datasets.DatasetDict:
     import datasets
 
     from storylib.data.cache import cache_root
@@ -209,7 +212,7 @@ def _load_local(folder: str) -> "datasets.DatasetDict":  # noqa: F821
         raise DataSourceError(f"{folder}: cannot read its parquet files ({type(error).__name__}: {first_line})") from None
 
 
-def load_stories(config: DataConfig, timeout: float = 3.0) -> tuple["datasets.DatasetDict", str]:  # noqa: F821
+def load_stories(config: DataConfig, timeout: float = 3.0) -> tuple[datasets.DatasetDict, str]:
     """The stories (splits ``train`` and ``test``) and the concrete source name they came from."""
     source = resolve_source(config.source, timeout)
     if source == "storyreasoning":
