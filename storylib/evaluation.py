@@ -151,6 +151,20 @@ def perplexity(total_nll: float, count: int) -> float:
 # --------------------------------------------------------------------------- the model
 
 
+def shot_split_means(window_values: dict[str, np.ndarray], window_index: np.ndarray, split: WindowSplit) -> dict[str, float]:
+    """``<metric>_continues`` / ``<metric>_cuts``: each image metric's mean over the windows
+    where the shot continues, and where it cuts, at frame 5 (nothing when the split has no
+    shot flags)."""
+    result = {}
+    for group, indices in split.shot_groups().items():
+        member = np.isin(window_index, indices)
+        for name in IMAGE_METRICS:
+            values = np.asarray(window_values[name])[member]
+            result[f"{name}_{group}"] = float(values.mean()) if values.size else float("nan")
+    return result
+
+
+
 @dataclass
 class EvaluationResult:
     metrics: dict
@@ -213,6 +227,7 @@ def evaluate(model, split: WindowSplit, tokenizer, cfg: ExperimentConfig, device
     )
     metrics = {
         **scorer.result(),
+        **shot_split_means(image_values, window_index, split),
         "text_perplexity": perplexity(float(nll.sum()), int(count.sum())),
         **text_metrics,
         "num_test_windows": len(split),

@@ -139,6 +139,20 @@ def _floors_match(path: Path, prepared: PreparedData) -> bool:
     )
 
 
+def shot_table(split) -> pd.DataFrame:
+    """Per window: the set-up of each of its 5 frames, the story's shot pattern, and whether
+    the shot continues or cuts at frame 5 (with the basis of that flag)."""
+    table = pd.DataFrame(index=pd.RangeIndex(len(split)))
+    if split.setups:
+        for frame in range(5):
+            table[f"setup_{frame + 1}"] = [labels[frame] for labels in split.setups]
+        table["pattern"] = split.patterns
+    if len(split.shot_cuts) == len(split):
+        table["shot"] = np.where(split.shot_cuts, "cuts", "continues")
+        table["cut_basis"] = split.cut_basis
+    return table
+
+
 def prepare(run: Run) -> PreparedData:
     """``prepare_data`` + the shared files of ``run.data_dir`` when missing (or stale)."""
     prepared = prepare_data(run.config.data)
@@ -158,6 +172,7 @@ def prepare(run: Run) -> PreparedData:
         for frame in range(4):
             table[f"context_text_{frame + 1}"] = [d[frame] for d in test.descriptions]
         table["target_text"] = [d[4] for d in test.descriptions]
+        table = table.join(shot_table(test))
         atomic_write_text(run.data_dir / "test_windows.csv", table.to_csv(index=False))
     return prepared
 

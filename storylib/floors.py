@@ -1,14 +1,23 @@
-"""Trivial reference predictors ("floors") on the test windows, scored like the model.
+"""Reference predictors ("floors") on the test windows, scored like the model.
 
 A model that does not beat these has learned nothing about the story:
 
 - ``median_image`` / ``mean_image``: one per-pixel image for every story, from the TRAIN
   windows' target frames (the published models' MAE 0.241 was exactly this);
 - ``copy_last_frame``: predict frame 4 as frame 5;
+- ``motion_extrapolation``: the shift and light change from frame 3 to 4, applied again
+  (:mod:`storylib.classical`);
+- ``analogue``: the method of analogues: what followed frame 4's analogue in the context;
 - ``unigram``: perplexity of an add-one smoothed unigram model of the train target tokens;
-- ``copy_last_description``: predict description 4 as description 5.
+- ``copy_last_description``: predict description 4 as description 5;
+- ``analogue`` (text): the description that followed the analogue frame's description.
 
-Image floors go through :class:`storylib.evaluation.ImageScorer` and text floors through
+And one ORACLE, a reference and never a floor: ``oracle_best_context``, the context frame
+closest to the truth — how much of frame 5 is already in the context.
+
+Every floor is also scored where the shot continues and where it cuts at frame 5
+(:mod:`storylib.data.shots`), under the keys ``continues`` and ``cuts``. Image floors go
+through :class:`storylib.evaluation.ImageScorer` and text floors through
 :func:`storylib.evaluation.score_texts`, the same functions that score the model.
 """
 
@@ -20,11 +29,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from storylib.data.dataset import PreparedData, iterate_batches
-from storylib.evaluation import ImageScorer, score_texts
+from storylib import classical
+from storylib.data.dataset import PreparedData, WindowSplit, iterate_batches
+from storylib.data.shots import SHOT_NAMES
+from storylib.evaluation import IMAGE_METRICS, ImageScorer, score_texts
 from storylib.models.encoders import PAD_ID
 
-IMAGE_FLOORS = ("median_image", "mean_image", "copy_last_frame")
+IMAGE_FLOORS = ("median_image", "mean_image", "copy_last_frame", "motion_extrapolation", "analogue")
+IMAGE_ORACLES = ("oracle_best_context",)  # peek at the truth: references, not floors
+TEXT_FLOORS = ("copy_last_description", "analogue")
+TEXT_METRICS = ("bleu", "chrf", "rouge_l")
 TARGET = 4  # index of the target frame / description in a window
 BATCH = 64
 
@@ -57,38 +71,95 @@ def unigram_perplexity(train_token_ids: np.ndarray, test_token_ids: np.ndarray, 
     return float(math.exp(-log_probabilities[test_tokens].mean()))
 
 
+def _image_predictions(batch: dict, constant: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Every image floor's and oracle's prediction for one batch."""
+    context, target = batch["context_frames"], batch["target_frame"]
+    return {
+        **{name: image.expand_as(target) for name, image in constant.items()},
+        "copy_last_frame": context[:, -1],
+        "motion_extrapolation": classical.motion_extrapolation(context),
+        "analogue": classical.analogue_prediction(context),
+        "oracle_best_context": classical.oracle_best_context(context, target),
+    }
+
+
+def _decode_descriptions(split: WindowSplit, tokenizer, frame_per_window: np.ndarray) -> list[str]:
+    """Window i's description of frame ``frame_per_window[i]`` (0-based), as the model sees it."""
+    rows = np.asarray(split.token_ids)[np.arange(len(split)), frame_per_window]
+    return [tokenizer.decode(row) for row in rows.tolist()]
+
+
+def _by_shot(values: pd.DataFrame, groups: dict[str, np.ndarray], columns: tuple[str, ...]) -> dict[str, dict]:
+    """Means of per-window ``columns`` where the shot continues and where it cuts."""
+    return {
+        name: {column: float(values[column].iloc[rows].mean()) if len(rows) else float("nan") for column in columns}
+        | {"num_windows": int(len(rows))}
+        for name, rows in groups.items()
+    }
+
+
+def _text_scores(hypotheses: list[str], references: list[str], groups: dict[str, np.ndarray]) -> tuple[dict, pd.DataFrame]:
+    """Corpus scores of one text floor, overall and per shot group, and its per-window scores."""
+    scores, per_window = score_texts(hypotheses, references)
+    result = {key: scores[key] for key in (*TEXT_METRICS, "bleu_signature", "chrf_signature")}
+    for name, rows in groups.items():
+        part, _ = score_texts([hypotheses[i] for i in rows], [references[i] for i in rows])
+        result[name] = {key: part[key] for key in TEXT_METRICS} | {"num_windows": int(len(rows))}
+    return result, per_window
+
+
 def compute_floors(prepared: PreparedData) -> tuple[dict, pd.DataFrame]:
     """floors.json content and one row per test window (see the module docstring)."""
     test, tokenizer = prepared.test, prepared.tokenizer
     train_targets = prepared.train.frames[:, TARGET]
     constant = {"median_image": per_pixel_image(train_targets, "median"), "mean_image": per_pixel_image(train_targets, "mean")}
-    scorers = {name: ImageScorer() for name in IMAGE_FLOORS}
-    window_index = []
+    scorers = {name: ImageScorer() for name in (*IMAGE_FLOORS, *IMAGE_ORACLES)}
+    window_index, analogue_lags = [], []
     for batch in iterate_batches(test, BATCH):
-        target = batch["target_frame"]
-        for name, image in constant.items():
-            scorers[name].update(image.expand_as(target), target)
-        scorers["copy_last_frame"].update(batch["context_frames"][:, -1], target)
+        for name, predicted in _image_predictions(batch, constant).items():
+            scorers[name].update(predicted, batch["target_frame"])
         window_index.append(batch["window_index"].numpy())
+        analogue_lags.append(classical.analogue_lag(batch["context_frames"]).numpy())
     window_index = np.concatenate(window_index) if window_index else np.zeros(0, dtype=np.int64)
-
-    hypotheses = [tokenizer.decode(row) for row in np.asarray(test.token_ids[:, TARGET - 1]).tolist()]
-    references = [tokenizer.decode(row) for row in np.asarray(test.token_ids[:, TARGET]).tolist()]
-    copy_text, copy_windows = score_texts(hypotheses, references)
-
-    floors: dict = {name: scorers[name].result() for name in IMAGE_FLOORS}
-    floors["unigram"] = {
-        "text_perplexity": unigram_perplexity(prepared.train.token_ids, test.token_ids, tokenizer.vocab_size)
-    }
-    floors["copy_last_description"] = {key: copy_text[key] for key in ("bleu", "chrf", "rouge_l")}
-    floors["copy_last_description"].update(bleu_signature=copy_text["bleu_signature"], chrf_signature=copy_text["chrf_signature"])
-    floors.update(num_test_windows=len(test), tokenizer=tokenizer.name, data_source=prepared.source)
+    lags = np.concatenate(analogue_lags) if analogue_lags else np.zeros(0, dtype=np.int64)
+    groups = test.shot_groups()
 
     per_window = pd.DataFrame({"window_index": window_index, "story_id": [test.story_ids[i] for i in window_index]})
-    for name in IMAGE_FLOORS:
-        per_window[f"{name}_image_mae"] = scorers[name].window_values()["image_mae"]
-    for metric in ("chrf", "bleu", "rouge_l"):
-        per_window[f"copy_last_description_{metric}"] = copy_windows[metric].to_numpy()
+    if groups:
+        per_window["shot"] = np.where(np.asarray(test.shot_cuts)[window_index], SHOT_NAMES[1], SHOT_NAMES[0])
+    floors: dict = {}
+    for name, scorer in scorers.items():
+        values = pd.DataFrame(scorer.window_values())
+        floors[name] = scorer.result() | _by_shot(values, groups, IMAGE_METRICS)
+        per_window[f"{name}_image_mae"] = values["image_mae"].to_numpy()
+    floors["oracle_best_context"]["oracle"] = True  # it peeks at the target: never a floor to beat
+
+    references = _decode_descriptions(test, tokenizer, np.full(len(test), TARGET))
+    text_hypotheses = {
+        "copy_last_description": _decode_descriptions(test, tokenizer, np.full(len(test), TARGET - 1)),
+        "analogue": _decode_descriptions(test, tokenizer, TARGET - lags),
+    }
+    for name, hypotheses in text_hypotheses.items():
+        scores, text_windows = _text_scores(hypotheses, references, groups)
+        floor = floors.setdefault(name, {})
+        for key, value in scores.items():  # the image analogue's shot groups gain the text metrics
+            floor[key] = floor[key] | value if isinstance(value, dict) and key in floor else value
+        for metric in TEXT_METRICS:
+            per_window[f"{name}_{metric}"] = text_windows[metric].to_numpy()
+
+    floors["unigram"] = {"text_perplexity": unigram_perplexity(prepared.train.token_ids, test.token_ids, tokenizer.vocab_size)}
+    for name, rows in groups.items():
+        floors["unigram"][name] = {
+            "text_perplexity": unigram_perplexity(prepared.train.token_ids, np.asarray(test.token_ids)[rows], tokenizer.vocab_size),
+            "num_windows": int(len(rows)),
+        }
+    floors.update(
+        num_test_windows=len(test),
+        tokenizer=tokenizer.name,
+        data_source=prepared.source,
+        cut_share=float(np.mean(test.shot_cuts)) if groups else float("nan"),
+        cut_basis=test.cut_basis,
+    )
     return floors, per_window
 
 
@@ -98,7 +169,7 @@ def floor_table(floors: dict, model_metrics: dict | None = None) -> pd.DataFrame
     rows = {}
     if model_metrics is not None:
         rows["model"] = {c: model_metrics.get(c, np.nan) for c in columns}
-    for name in (*IMAGE_FLOORS, "unigram", "copy_last_description"):
+    for name in (*IMAGE_FLOORS, *IMAGE_ORACLES, "unigram", "copy_last_description"):
         if name in floors:
             rows[name] = {c: floors[name].get(c, np.nan) for c in columns}
     return pd.DataFrame.from_dict(rows, orient="index", columns=columns)

@@ -13,6 +13,8 @@ SIZE = (12, 12)
 
 def hand_made():
     prepared = make_prepared(train=3, val=1, test=2, size=SIZE)
+    prepared.test.shot_cuts = np.array([False, True])  # window 0 continues, window 1 cuts
+    prepared.test.cut_basis = "set-up labels"
     for i, value in enumerate([0, 30, 255]):  # train targets: median 30, mean 95
         prepared.train.frames[i, 4] = value
     prepared.test.frames[:, 4] = 60  # both test targets
@@ -36,8 +38,10 @@ def test_image_floors_are_exact():
     assert floors["median_image"]["prediction_spread"] == pytest.approx(0.0, abs=1e-7)
     assert floors["copy_last_frame"]["prediction_spread"] == pytest.approx(10 / 255)
     assert list(per_window.columns) == [
-        "window_index", "story_id", "median_image_image_mae", "mean_image_image_mae", "copy_last_frame_image_mae",
-        "copy_last_description_chrf", "copy_last_description_bleu", "copy_last_description_rouge_l",
+        "window_index", "story_id", "shot", "median_image_image_mae", "mean_image_image_mae", "copy_last_frame_image_mae",
+        "motion_extrapolation_image_mae", "analogue_image_mae", "oracle_best_context_image_mae",
+        "copy_last_description_bleu", "copy_last_description_chrf", "copy_last_description_rouge_l",
+        "analogue_bleu", "analogue_chrf", "analogue_rouge_l",
     ]  # fmt: skip
     assert per_window["copy_last_frame_image_mae"].tolist() == pytest.approx([10 / 255, 10 / 255])
 
@@ -64,3 +68,17 @@ def test_unigram_perplexity_by_hand():
     expected = math.exp(-(math.log(3 / 17) + math.log(1 / 17) + math.log(3 / 17)) / 3)
     assert unigram_perplexity(train, test, vocab) == pytest.approx(expected)
     assert expected == pytest.approx(17 / 9 ** (1 / 3))
+
+
+def test_every_floor_is_split_by_shot_and_the_oracle_is_labelled():
+    floors, per_window = compute_floors(hand_made())
+    for name in ("median_image", "mean_image", "copy_last_frame", "motion_extrapolation", "analogue", "oracle_best_context"):
+        assert floors[name]["continues"]["num_windows"] == 1 and floors[name]["cuts"]["num_windows"] == 1
+    assert floors["copy_last_frame"]["continues"]["image_mae"] == pytest.approx(10 / 255)  # |50 - 60|
+    assert floors["copy_last_frame"]["cuts"]["image_mae"] == pytest.approx(10 / 255)  # |70 - 60|
+    assert floors["copy_last_description"]["cuts"]["chrf"] == pytest.approx(100.0)  # window 1: identical texts
+    assert set(floors["analogue"]["continues"]) >= {"image_mae", "chrf", "bleu", "rouge_l"}
+    assert "text_perplexity" in floors["unigram"]["cuts"]
+    assert floors["oracle_best_context"]["oracle"] is True
+    assert floors["cut_share"] == 0.5 and floors["cut_basis"] == "set-up labels"
+    assert per_window["shot"].tolist() == ["continues", "cuts"]

@@ -33,7 +33,7 @@ from storylib.data.dataset import WindowSplit
 from storylib.data.sources import source_label
 
 # Bump when the content of a cache folder changes for the same configuration.
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: per-window shot structure in windows.json
 SPLIT_NAMES = ("train", "val", "test")
 MANIFEST_FILE = "manifest.json"
 SKIPPED_FILE = "skipped.json"
@@ -173,9 +173,13 @@ def split_metadata(
     descriptions_by_row: dict[int, dict[int, str]],
     skipped: dict[str, int],
     arrays: dict[str, dict],
+    shots: dict | None = None,
 ) -> dict:
-    """The ``windows.json`` payload; descriptions are stored once per story frame, not per window."""
+    """The ``windows.json`` payload; descriptions are stored once per story frame, not per window.
+
+    ``shots``: ``{"cuts": [bool per window], "basis": …, "setups": [[5 labels]], "patterns": […]}``."""
     return {
+        "shots": shots or {"cuts": [], "basis": "", "setups": [], "patterns": []},
         "story_ids": story_ids,
         "story_rows": story_rows,
         "frame_numbers": np.asarray(frame_numbers).tolist(),
@@ -199,6 +203,10 @@ def load_split(folder: Path, name: str, expected_frame_shape: tuple[int, int, in
         descriptions = [
             [meta["descriptions"][row][str(n)] for n in numbers] for row, numbers in zip(rows, frame_numbers.tolist())
         ]
+        shots = meta["shots"]
+        shot_cuts = np.asarray(shots["cuts"], dtype=bool).reshape(len(story_ids))
+        setups = [tuple(str(label) for label in labels) for labels in shots["setups"]]
+        patterns = [str(pattern) for pattern in shots["patterns"]]
     except (KeyError, TypeError, ValueError) as error:
         raise CacheInvalid(f"{split_folder / WINDOWS_FILE} is inconsistent ({type(error).__name__}: {error})") from None
     count = len(story_ids)
@@ -206,6 +214,6 @@ def load_split(folder: Path, name: str, expected_frame_shape: tuple[int, int, in
         raise CacheInvalid(f"{split_folder}: frames are {frames.dtype} {frames.shape}, expected uint8 {(count, 5, *expected_frame_shape)}")
     if token_ids.dtype != np.int32 or token_ids.shape != (count, 5, text_length):
         raise CacheInvalid(f"{split_folder}: token ids are {token_ids.dtype} {token_ids.shape}, expected int32 {(count, 5, text_length)}")
-    if frame_numbers.shape != (count, 5) or len(rows) != count:
+    if frame_numbers.shape != (count, 5) or len(rows) != count or len(setups) != count or len(patterns) != count:
         raise CacheInvalid(f"{split_folder / WINDOWS_FILE}: per-window lists do not have {count} entries")
-    return WindowSplit(name, frames, token_ids, story_ids, frame_numbers, descriptions)
+    return WindowSplit(name, frames, token_ids, story_ids, frame_numbers, descriptions, shot_cuts, str(shots["basis"]), setups, patterns)

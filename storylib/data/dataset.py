@@ -34,6 +34,12 @@ class WindowSplit:
     story_ids: list[str]  # (N,)
     frame_numbers: np.ndarray  # int (N, 5): 1-based image numbers N of the gdi blocks used
     descriptions: list[list[str]]  # N x 5 plain descriptions; [i][4] is the target's
+    # Shot structure (storylib.data.shots): per window, whether the shot cuts at frame 5, what
+    # that flag rests on, the set-up of each frame and the story's shot pattern ("" unknown).
+    shot_cuts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    cut_basis: str = ""
+    setups: list[tuple[str, ...]] = field(default_factory=list)
+    patterns: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.frames.shape[0])
@@ -49,7 +55,18 @@ class WindowSplit:
             story_ids=list(self.story_ids[:n]),
             frame_numbers=self.frame_numbers[:n],
             descriptions=[list(d) for d in self.descriptions[:n]],
+            shot_cuts=self.shot_cuts[:n],
+            cut_basis=self.cut_basis,
+            setups=list(self.setups[:n]),
+            patterns=list(self.patterns[:n]),
         )
+
+    def shot_groups(self) -> dict[str, np.ndarray]:
+        """Window indices where the shot continues at frame 5 and where it cuts."""
+        cuts = np.asarray(self.shot_cuts, dtype=bool)
+        if len(cuts) != len(self):
+            return {}
+        return {"continues": np.flatnonzero(~cuts), "cuts": np.flatnonzero(cuts)}
 
     @property
     def image_size(self) -> tuple[int, int]:

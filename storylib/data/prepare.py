@@ -40,6 +40,7 @@ from storylib.data.cache import (
 )
 from storylib.data.dataset import PreparedData, WindowSplit
 from storylib.data.parsing import parse_frame_descriptions
+from storylib.data.shots import UNKNOWN, cut_flags, frame_l1
 from storylib.data.sources import load_stories, resolve_source, source_identity
 from storylib.data.tokenizer import TextTokenizer, build_tokenizer, resolve_tokenizer_kind
 from storylib.data.windows import WINDOW_FRAMES, WindowPlan, plan_windows, split_by_story
@@ -150,7 +151,8 @@ def _write_split(
     """Decode the frames of ``plan``'s windows and write the split's arrays and windows.json."""
     split_folder = folder / name
     frame_shape = (3, config.image_height, config.image_width)
-    kept_windows = []
+    kept_windows: list = []
+    last_target_l1: list[float] = []  # mean |frame 5 − frame 4| per kept window
     arrow_stories = stories.with_format("arrow")
     with AtomicNpyWriter(split_folder / ARRAY_FILES["frames"], (len(plan.windows), WINDOW_FRAMES, *frame_shape), np.uint8) as frames_file:
         grouped = _windows_by_story(plan)
@@ -164,7 +166,9 @@ def _write_split(
                 plan.skipped.append((windows[0].story_id, "undecodable_image"))
                 continue
             for window in windows:
-                frames_file.array[len(kept_windows)] = np.stack([decoded[n] for n in window.frame_numbers])
+                window_frames = np.stack([decoded[n] for n in window.frame_numbers])
+                frames_file.array[len(kept_windows)] = window_frames
+                last_target_l1.append(float(frame_l1(window_frames[None, -2], window_frames[None, -1])[0]))
                 kept_windows.append(window)
         frames_record = frames_file.commit(rows=len(kept_windows))
     plan.windows = kept_windows
@@ -187,8 +191,21 @@ def _write_split(
             descriptions_by_row=descriptions_by_row,
             skipped=plan.skip_counts(),
             arrays={"frames": frames_record, "token_ids": tokens_record},
+            shots=_shot_metadata(kept_windows, np.asarray(last_target_l1)),
         ),
     )
+
+
+def _shot_metadata(windows: list, last_target_l1: np.ndarray) -> dict:
+    """The ``shots`` entry of windows.json: cut flags (and their basis), set-ups, patterns."""
+    setups = [tuple(window.setups) if window.setups else (UNKNOWN,) * WINDOW_FRAMES for window in windows]
+    cuts, basis = cut_flags(setups, last_target_l1)
+    return {
+        "cuts": cuts.tolist(),
+        "basis": basis,
+        "setups": [list(labels) for labels in setups],
+        "patterns": [window.pattern for window in windows],
+    }
 
 
 def _train_texts(stories_text: list[str], plan: WindowPlan) -> list[str]:
@@ -206,13 +223,14 @@ def build_cache(config: DataConfig, source: str, tokenizer_kind: str, folder: Pa
     hub_train, hub_test = stories["train"], stories["test"]
     train_ids, test_ids = [str(s) for s in hub_train["story_id"]], [str(s) for s in hub_test["story_id"]]
     train_text, test_text = list(hub_train["story"]), list(hub_test["story"])
+    train_thoughts, test_thoughts = list(hub_train["chain_of_thought"]), list(hub_test["chain_of_thought"])
     train_counts, test_counts = image_counts(hub_train), image_counts(hub_test)
 
     train_rows, val_rows = split_by_story(train_ids, config.val_fraction, config.split_seed)
     plans = {
-        "train": plan_windows(train_ids, train_text, train_counts, config.window_mode, rows=train_rows),
-        "val": plan_windows(train_ids, train_text, train_counts, config.window_mode, rows=val_rows),
-        "test": plan_windows(test_ids, test_text, test_counts, config.window_mode),
+        "train": plan_windows(train_ids, train_text, train_counts, config.window_mode, train_rows, train_thoughts),
+        "val": plan_windows(train_ids, train_text, train_counts, config.window_mode, val_rows, train_thoughts),
+        "test": plan_windows(test_ids, test_text, test_counts, config.window_mode, None, test_thoughts),
     }
     # The requested kind, so "auto" still falls back to "trained" if BERT fails to load after all.
     tokenizer = build_tokenizer(config.tokenizer, _train_texts(train_text, plans["train"]), config.vocab_size, folder / TOKENIZER_FOLDER)
@@ -273,6 +291,8 @@ def summarize(splits: dict[str, WindowSplit], manifest: dict, folder: Path, sour
             name: {
                 "stories": len(set(split.story_ids)),
                 "windows": len(split),
+                "cut_share": round(float(np.mean(split.shot_cuts)), 4) if len(split) else None,
+                "cut_basis": split.cut_basis,
                 "skipped": dict(manifest["splits"][name]["skipped"]),
             }
             for name, split in splits.items()

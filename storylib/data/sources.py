@@ -149,8 +149,11 @@ def source_identity(source: str, config: DataConfig) -> dict:
     if source == "storyreasoning":
         return {"source": HUB_DATASET, "revision": config.revision}
     if source == "synthetic":
+        from storylib.data.synthetic import GENERATOR_VERSION  # its datasets/pyarrow import only when used
+
         return {
             "source": "synthetic",
+            "generator_version": GENERATOR_VERSION,
             "train": config.synthetic_train_stories,
             "test": config.synthetic_test_stories,
             "seed": config.synthetic_seed,

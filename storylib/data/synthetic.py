@@ -1,20 +1,25 @@
 """An embedded synthetic stand-in for ``daniel3303/StoryReasoning`` (same schema, no network).
 
-Each story is a little animated scene: a camera pans at a constant speed over a wide procedural
-panorama (a named setting: beach, forest, city street, …), the light changes linearly with the
-frame number (dusk falls, dawn breaks, a lamp brightens), and one to three named characters,
-each a coloured shape, move with persistent velocities (bouncing off the frame edges, meeting
-each other, sometimes leaving the frame). Every frame gets a short templated description with
-the StoryReasoning grounding tags and a chain-of-thought with bounding boxes.
+Version 2: a scene told in shots, as the real data is. Each story is a little world that
+evolves in story time — a named setting (two panoramas: the near side and the far side seen
+in reverse angle), one to three named characters (coloured shapes with persistent identity,
+moving with persistent velocities, turning back at the edges of the scene, meeting, sometimes
+leaving) and a light trend (dusk falls, dawn breaks) — filmed by two to four camera set-ups:
+a wide view that pans over the setting, close views that follow one character (one of them
+from the reverse angle), and sometimes a two-shot. Every frame advances the world one step,
+whichever camera sees it; a set-up's camera moves (pans, zooms) only while it is on screen.
 
-Why it looks like this: the data must keep the study honest. With a static background,
-copying frame 4 is an unbeatable predictor of frame 5; with the pan and the light trend it is
-a weak one (as on the real data), yet a model that reads the motion and the trend from
-frames 1–4 can do much better. The same holds for the text: every frame changes a few words
-in a way frames 1–4 predict (position words follow the motion, light words follow the trend,
-events are announced by the geometry), so copying the last description is a floor, not a
-ceiling. Which name belongs to which shape is mostly stated only at first mention, so tying a name to
-what moves where needs image and text together.
+Which set-up films each frame follows a shot grammar drawn per story from the kinds films use
+(:data:`SHOT_PATTERNS`): one continuous shot; shot / reverse shot (A B A B …); an establishing
+wide view, then alternation (W A B A B …); a cut-away and return (A A B A A B …); and irregular
+stories where the next set-up cannot be told from the past ones. So, as on StoryReasoning, the
+shot cuts at frame 5 in most windows; frame 5 still follows from frames 1–4: the grammar says
+which view returns, the world's motion since that view was last on screen says what it shows.
+
+Every frame gets a short description with the StoryReasoning grounding tags that says which
+view it is, who is in it and what they do, phrased in one of several wordings drawn per frame,
+and a chain of thought with bounding boxes and a Camera table (set-up, view, subject, side,
+shot pattern) from which the data layer reads whether a window's shot continues or cuts.
 
 Everything is a function of ``seed``: train and test use different child seeds of one
 ``numpy.random.SeedSequence`` and every story has its own child seed, so a story does not
@@ -31,6 +36,7 @@ from dataclasses import dataclass, field
 import datasets
 import numpy as np
 import pyarrow as pa
+from PIL import Image
 
 FRAME_WIDTH = 250
 FRAME_HEIGHT = 120
@@ -40,8 +46,9 @@ MAX_FRAMES = 12
 FRAME_COUNT_WEIGHTS = 0.8 ** np.arange(MAX_FRAMES - MIN_FRAMES + 1) / np.sum(0.8 ** np.arange(MAX_FRAMES - MIN_FRAMES + 1))
 # Bump when the generator's output changes: it is part of every split's fingerprint, so caches
 # keyed on it (the data layer's) are rebuilt.
-GENERATOR_VERSION = "1"
-MAX_WORDS = 25  # a description longer than this drops its optional camera sentence
+GENERATOR_VERSION = "2"
+MAX_WORDS = 25  # a description longer than this drops its optional sentences
+MIN_WORDS = 12  # a shorter one gets a sentence about the setting
 
 STORY_FEATURES = datasets.Features(
     {
@@ -74,7 +81,20 @@ MOTION_VERBS = (
     ("walks", "runs"), ("strolls", "dashes"), ("rolls", "spins"), ("slides", "glides"), ("hops", "leaps"),
     ("drifts", "darts"), ("wanders", "hurries"), ("creeps", "races"), ("paces", "jogs"), ("floats", "zooms"),
 )  # fmt: skip
-FAST_SPEED = 11.0  # pixels per frame (at 250 px width) from which a character is "fast"
+FAST_SPEED = 3.5  # world pixels per step from which a character is "fast"
+
+# The world and its cameras (world pixels: the wide view at zoom 1 shows 250 × 120 of them).
+WORLD_WIDTH_FRAMES = (1.6, 2.2)  # scene width, in frame widths
+GROUND_TOP = 72.0  # characters move on the ground, below this row
+CHARACTER_SPEED = (1.0, 5.0)  # world pixels per step
+LIGHT_STEP = (0.02, 0.045)  # brightness change per step
+WIDE_PAN = (0.5, 4.0)  # world pixels per step on screen
+CLOSE_ZOOM = (1.9, 2.7)
+TWO_SHOT_ZOOM = (1.3, 1.6)
+SETUP_EXPOSURE = (0.7, 1.3)  # each set-up's own exposure: a cut changes the light too
+SHOT_PATTERNS = ("continuous", "shot_reverse", "establishing", "cutaway", "irregular")
+# Calibrated so that about 83 % of first windows cut at frame 5 (StoryReasoning: about 85 %).
+SHOT_PATTERN_WEIGHTS = (0.06, 0.34, 0.26, 0.19, 0.15)
 
 ZONES = ("far left", "left", "center left", "center", "center right", "right", "far right")
 # Brightness bands about one frame's light step wide, so the light word moves most frames.
@@ -147,7 +167,7 @@ TIMES_OF_DAY = (
 
 @dataclass
 class Character:
-    """A coloured shape with a name, moving in frame coordinates (pixels of the 250×120 frame)."""
+    """A coloured shape with a name, moving in world coordinates (pixels of the panorama)."""
 
     char_id: str
     name: str
@@ -159,18 +179,50 @@ class Character:
     y: float
     vx: float
     vy: float
-    leaves_frame: bool  # instead of bouncing off a side edge, walks out of the frame
+    leaves_frame: bool  # instead of bouncing off a side of the world, walks out of the scene
 
 
 @dataclass
 class CharacterState:
-    """Where a character is in one frame and what happened to it there."""
+    """Where a character is in one time step (world coordinates) and what happened to it there."""
 
     x: float
     y: float
     vx: float
     visible: bool
     event: str | None = None  # "bounce left" | "bounce right" | "leave" | None
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One camera set-up over the world: what it frames and how its camera moves on screen.
+
+    A ``wide`` view pans over the setting at ``pan`` world pixels per step it is on screen; a
+    ``close`` view follows its subject (one character) at ``zoom``, a ``two_shot`` frames two.
+    ``side`` 1 is the reverse angle: the far side of the setting, seen mirrored. The camera
+    zooms by ``zoom_step`` per step on screen; ``exposure`` is the set-up's own light gain.
+    """
+
+    label: str  # "A", "B", …: the set-up's name in the chain of thought
+    kind: str  # "wide" | "close" | "two_shot"
+    subjects: tuple[int, ...]  # character indices the camera follows (empty for "wide")
+    side: int
+    zoom: float
+    zoom_step: float
+    pan: float
+    start_x: float  # where a wide view is centred when it first comes on screen
+    offset_y: float  # framing: the subject sits this far below the view's centre (world px)
+    exposure: float
+
+
+@dataclass
+class View:
+    """Where the camera of a set-up is in one frame: centre (world px) and zoom."""
+
+    setup: Setup
+    centre_x: float
+    centre_y: float
+    zoom: float
 
 
 @dataclass
@@ -180,17 +232,21 @@ class Story:
     story_id: str
     num_frames: int
     setting: Setting
+    far_side: Setting  # what the reverse angle looks at
     time_of_day: TimeOfDay
     characters: list[Character]
     states: list[list[CharacterState]]  # [frame][character]
     meetings: list[list[tuple[int, int]]]  # [frame] -> pairs of character indices that meet there
     brightness: np.ndarray  # (num_frames,) scalar light level per frame
     light_colour: np.ndarray  # (num_frames, 3) colour multiplier per frame (includes brightness)
-    camera_speed: int  # pixels per frame, always > 0
-    camera_east: bool  # the view drifts east (background moves left) or west
-    camera_offsets: np.ndarray  # (num_frames,) left edge of the crop in the panorama
-    landmarks: list[tuple[int, int, int, int]] = field(default_factory=list)  # panorama boxes
+    world_width: int
+    pattern: str  # the shot grammar: one of SHOT_PATTERNS
+    setups: list[Setup]
+    sequence: list[int]  # [frame] -> index into setups
+    views: list[View] = field(default_factory=list)  # [frame], set by the renderer
+    landmarks: list[list[tuple[int, int, int, int]]] = field(default_factory=list)  # [side] world boxes
     template: int = 0
+    phrasings: list[int] = field(default_factory=list)  # [frame] -> wording variant of the view sentence
 
 
 # ----------------------------------------------------------------------------------------------
@@ -215,12 +271,17 @@ def generate_synthetic_dataset(num_train: int = 1500, num_test: int = 300, seed:
     )
 
 
+def simulate_story(story_id: str, story_seed: np.random.SeedSequence) -> tuple["Story", np.ndarray]:
+    """One story and its rendered frames, uint8 (num_frames, 120, 250, 3) (for tests and figures)."""
+    rng = np.random.default_rng(story_seed)
+    story = _simulate_story(story_id, rng)
+    return story, _render_frames(story, rng)
+
+
 def _generate_split(split: str, num_stories: int, split_seed: np.random.SeedSequence, seed: int) -> datasets.Dataset:
     columns: dict[str, list] = {name: [] for name in STORY_FEATURES}
     for index, story_seed in enumerate(split_seed.spawn(num_stories)):
-        rng = np.random.default_rng(story_seed)
-        story = _simulate_story(f"syn-{split}-{index:05d}", rng)
-        frames = _render_frames(story, rng)
+        story, frames = simulate_story(f"syn-{split}-{index:05d}", story_seed)
         columns["story_id"].append(story.story_id)
         columns["images"].append([{"bytes": _encode_png(frame), "path": None} for frame in frames])
         columns["frame_count"].append(story.num_frames)
@@ -261,44 +322,49 @@ def _png_chunk(kind: bytes, payload: bytes) -> bytes:
 
 
 # ----------------------------------------------------------------------------------------------
-# Simulation: who is where in every frame
+# Simulation: the world in story time, the camera set-ups and the shot grammar
 # ----------------------------------------------------------------------------------------------
 
 
 def _simulate_story(story_id: str, rng: np.random.Generator) -> Story:
     num_frames = MIN_FRAMES + int(rng.choice(len(FRAME_COUNT_WEIGHTS), p=FRAME_COUNT_WEIGHTS))
-    setting = SETTINGS[rng.integers(len(SETTINGS))]
+    setting_index = int(rng.integers(len(SETTINGS)))
+    far_index = (setting_index + 1 + int(rng.integers(len(SETTINGS) - 1))) % len(SETTINGS)
     time_of_day = TIMES_OF_DAY[rng.integers(len(TIMES_OF_DAY))]
-    characters = _make_characters(rng)
-    states, meetings = _move_characters(characters, num_frames)
+    world_width = int(rng.uniform(*WORLD_WIDTH_FRAMES) * FRAME_WIDTH)
+    characters = _make_characters(rng, world_width)
+    states, meetings = _move_characters(characters, num_frames, world_width)
     brightness, light_colour = _light_trend(time_of_day, num_frames, rng)
-    camera_speed = int(rng.integers(8, 17))
-    camera_east = bool(rng.integers(2))
+    pattern = SHOT_PATTERNS[int(rng.choice(len(SHOT_PATTERNS), p=SHOT_PATTERN_WEIGHTS))]
+    setups, sequence = _shot_plan(pattern, len(characters), num_frames, world_width, rng)
     return Story(
         story_id=story_id,
         num_frames=num_frames,
-        setting=setting,
+        setting=SETTINGS[setting_index],
+        far_side=SETTINGS[far_index],
         time_of_day=time_of_day,
         characters=characters,
         states=states,
         meetings=meetings,
         brightness=brightness,
         light_colour=light_colour,
-        camera_speed=camera_speed,
-        camera_east=camera_east,
-        camera_offsets=np.zeros(num_frames, dtype=np.int64),  # set by the renderer
+        world_width=world_width,
+        pattern=pattern,
+        setups=setups,
+        sequence=sequence,
         template=int(rng.integers(3)),
+        phrasings=[int(p) for p in rng.integers(0, 4, size=num_frames)],
     )
 
 
-def _make_characters(rng: np.random.Generator) -> list[Character]:
-    count = int(rng.choice([1, 2, 3], p=[0.3, 0.4, 0.3]))
+def _make_characters(rng: np.random.Generator, world_width: int) -> list[Character]:
+    count = int(rng.choice([1, 2, 3], p=[0.2, 0.5, 0.3]))
     names = rng.choice(len(CHARACTER_NAMES), size=count, replace=False)
     colours = rng.choice(list(CHARACTER_COLOURS), size=count, replace=False)
     characters = []
     for index in range(count):
         radius = float(rng.uniform(9.0, 14.0))
-        speed = float(rng.uniform(5.0, 16.0))
+        speed = float(rng.uniform(*CHARACTER_SPEED))
         characters.append(
             Character(
                 char_id=f"char{index + 1}",
@@ -307,21 +373,21 @@ def _make_characters(rng: np.random.Generator) -> list[Character]:
                 shape=SHAPES[rng.integers(len(SHAPES))],
                 radius=radius,
                 verbs=MOTION_VERBS[rng.integers(len(MOTION_VERBS))],
-                x=float(rng.uniform(radius, FRAME_WIDTH - radius)),
-                y=float(rng.uniform(72.0, FRAME_HEIGHT - radius - 2)),
+                x=float(rng.uniform(radius + 40, world_width - radius - 40)),
+                y=float(rng.uniform(GROUND_TOP + 4, FRAME_HEIGHT - radius - 2)),
                 vx=speed if rng.integers(2) else -speed,
-                vy=float(rng.uniform(-1.5, 1.5)),
-                # The main character (char1) always stays, so every frame has someone to describe.
-                leaves_frame=index > 0 and rng.random() < 0.35,
+                vy=float(rng.uniform(-1.0, 1.0)),
+                # The main character (char1) always stays, so every story has someone to follow.
+                leaves_frame=index > 0 and rng.random() < 0.2,
             )
         )
     return characters
 
 
 def _move_characters(
-    characters: list[Character], num_frames: int
+    characters: list[Character], num_frames: int, world_width: int
 ) -> tuple[list[list[CharacterState]], list[list[tuple[int, int]]]]:
-    """Step every character frame by frame; bounces reflect at the frame edges."""
+    """Step every character once per frame (story time); bounces reflect at the world's edges."""
     positions = [[c.x, c.y, c.vx, c.vy, True] for c in characters]
     states: list[list[CharacterState]] = []
     meetings: list[list[tuple[int, int]]] = []
@@ -333,14 +399,14 @@ def _move_characters(
             event = None
             if frame > 0 and visible:
                 x, y = x + vx, y + vy
-                low, high = character.radius, FRAME_WIDTH - character.radius
-                if character.leaves_frame and (x < -character.radius or x > FRAME_WIDTH + character.radius):
+                low, high = character.radius, world_width - character.radius
+                if character.leaves_frame and (x < -character.radius or x > world_width + character.radius):
                     visible, event = False, "leave"
                 elif not character.leaves_frame and (x < low or x > high):
                     event = "bounce left" if x < low else "bounce right"
                     x = 2 * low - x if x < low else 2 * high - x
                     vx = -vx
-                y_low, y_high = 70.0, FRAME_HEIGHT - character.radius - 1
+                y_low, y_high = GROUND_TOP, FRAME_HEIGHT - character.radius - 1
                 if y < y_low or y > y_high:
                     y = 2 * y_low - y if y < y_low else 2 * y_high - y
                     vy = -vy
@@ -362,45 +428,165 @@ def _move_characters(
 
 
 def _light_trend(time_of_day: TimeOfDay, num_frames: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Brightness linear in the frame number, and a colour cast growing towards the tint."""
-    step = float(rng.uniform(0.035, 0.06))
+    """Brightness linear in story time, and a colour cast growing towards the tint."""
+    step = float(rng.uniform(*LIGHT_STEP))
     if time_of_day.brightening:
-        brightness = float(rng.uniform(0.3, 0.8)) + step * np.arange(num_frames)
+        brightness = float(rng.uniform(0.4, 0.85)) + step * np.arange(num_frames)
     else:
-        brightness = float(rng.uniform(0.9, 1.45)) - step * np.arange(num_frames)
-    brightness = np.clip(brightness, 0.25, 1.5)
+        brightness = float(rng.uniform(0.9, 1.35)) - step * np.arange(num_frames)
+    brightness = np.clip(brightness, 0.3, 1.45)
     cast = np.linspace(0.0, 1.0, MAX_FRAMES)[:num_frames, None]
     colour = (1.0 - cast) + cast * np.asarray(time_of_day.tint)[None, :]
     return brightness, (brightness[:, None] * colour).astype(np.float32)
 
 
+def _make_setup(
+    label: str, kind: str, subjects: tuple[int, ...], side: int, world_width: int, rng: np.random.Generator
+) -> Setup:
+    """A camera set-up of ``kind`` with its own framing, exposure and on-screen camera motion."""
+    if kind == "wide":
+        zoom, zoom_step = float(rng.uniform(0.95, 1.05)), 1.0
+        pan = float(rng.uniform(*WIDE_PAN)) * (1 if rng.integers(2) else -1)
+        offset_y = 0.0
+    else:
+        zoom = float(rng.uniform(*(CLOSE_ZOOM if kind == "close" else TWO_SHOT_ZOOM)))
+        zoom_step = float(rng.choice([1.0, 1.0, rng.uniform(1.02, 1.05)]))  # some close views zoom in
+        pan = 0.0
+        offset_y = float(rng.uniform(-6.0, 10.0))
+    return Setup(
+        label=label,
+        kind=kind,
+        subjects=subjects,
+        side=side,
+        zoom=zoom,
+        zoom_step=zoom_step,
+        pan=pan,
+        start_x=float(rng.uniform(0.35, 0.65) * world_width),
+        offset_y=offset_y,
+        exposure=float(rng.uniform(*SETUP_EXPOSURE)),
+    )
+
+
+def _shot_plan(
+    pattern: str, character_count: int, num_frames: int, world_width: int, rng: np.random.Generator
+) -> tuple[list[Setup], list[int]]:
+    """The story's set-ups (two to four) and which one is on screen in each frame.
+
+    The grammar, as in film editing: ``continuous`` one shot throughout; ``shot_reverse``
+    A B A B … (a close view of one character, then the reverse angle on the other);
+    ``establishing`` the wide view, then A B A B …; ``cutaway`` A A B A A B … (a cut-away and a
+    return, entered at a random phase of the cycle); ``irregular`` any set-up in any frame, so
+    the next one cannot be told from the past ones.
+    """
+    other = (1,) if character_count > 1 else (0,)
+    pair = (0, 1) if character_count > 1 else (0,)
+    setups = [
+        _make_setup("A", "close", (0,), 0, world_width, rng),
+        # The reverse angle: the other character (or the same one) seen from the far side.
+        _make_setup("B", "close", other, 1, world_width, rng),
+        _make_setup("C", "wide", (), 0, world_width, rng),
+    ]
+    if character_count > 1 and rng.random() < 0.5:
+        setups.append(_make_setup("D", "two_shot", pair, int(rng.integers(2)), world_width, rng))
+    if pattern == "continuous":
+        sequence = [int(rng.choice([0, 2]))] * num_frames
+        setups = [setups[0], setups[2]]  # a continuous story still has its two set-ups
+        sequence = [0 if s == 0 else 1 for s in sequence]
+    elif pattern == "shot_reverse":
+        first = int(rng.integers(2))
+        sequence = [(first + frame) % 2 for frame in range(num_frames)]
+    elif pattern == "establishing":
+        sequence = [2] + [(frame - 1) % 2 for frame in range(1, num_frames)]
+    elif pattern == "cutaway":
+        home, away = int(rng.choice([0, 2])), 1
+        phase = int(rng.integers(3))
+        sequence = [away if (frame + phase) % 3 == 2 else home for frame in range(num_frames)]
+    else:  # irregular
+        sequence = [int(s) for s in rng.integers(0, len(setups), size=num_frames)]
+    return setups, sequence
+
+
 # ----------------------------------------------------------------------------------------------
-# Rendering: panorama, camera crop, light, shapes
+# Rendering: panoramas of both sides, one view per frame, light, shapes
 # ----------------------------------------------------------------------------------------------
+
+
+def _camera_views(story: Story) -> list[View]:
+    """The camera of each frame's set-up. A set-up's camera moves only while it is on screen
+    (pan or zoom), a following camera keeps its subject framed, and the world moves on
+    in every frame whichever camera sees it."""
+    on_screen_steps = [0] * len(story.setups)
+    views = []
+    for frame, setup_index in enumerate(story.sequence):
+        setup = story.setups[setup_index]
+        steps = on_screen_steps[setup_index]
+        on_screen_steps[setup_index] += 1
+        zoom = setup.zoom * setup.zoom_step**steps
+        if setup.kind == "wide":
+            centre_x = setup.start_x + setup.pan * steps
+            centre_y = FRAME_HEIGHT / 2
+        else:
+            states = [story.states[frame][i] for i in setup.subjects]
+            centre_x = float(np.mean([s.x for s in states]))
+            centre_y = float(np.mean([s.y for s in states])) - setup.offset_y
+            if setup.side == 1:
+                centre_x = story.world_width - centre_x  # the reverse angle mirrors the world
+        half_width, half_height = FRAME_WIDTH / (2 * zoom), FRAME_HEIGHT / (2 * zoom)
+        centre_x = float(np.clip(centre_x, half_width, story.world_width - half_width))
+        centre_y = float(np.clip(centre_y, half_height, FRAME_HEIGHT - half_height))
+        views.append(View(setup, centre_x, centre_y, zoom))
+    return views
 
 
 def _render_frames(story: Story, rng: np.random.Generator) -> np.ndarray:
-    """uint8 (num_frames, 120, 250, 3). Also fills ``story.camera_offsets`` and ``story.landmarks``.
+    """uint8 (num_frames, 120, 250, 3). Also fills ``story.views`` and ``story.landmarks``.
 
-    The panorama is conceptually 2–3 frames wide; only the strip the camera sweeps over
-    (frame width + travel) is ever seen, so only that strip is computed (half the work).
+    Of each side's panorama only the columns some view sees are computed (it halves the work).
     """
-    travel = story.camera_speed * (story.num_frames - 1)
-    panorama_width = int(rng.integers(2 * FRAME_WIDTH, 3 * FRAME_WIDTH + 1))
-    start = int(rng.integers(0, panorama_width - FRAME_WIDTH - travel + 1))
-    strip, landmarks = _make_panorama(story.setting, start, FRAME_WIDTH + travel, rng)
-    story.landmarks = [(x1 + start, y1, x2 + start, y2) for x1, y1, x2, y2 in landmarks]
-    steps = np.arange(story.num_frames) * story.camera_speed
-    story.camera_offsets = start + steps if story.camera_east else start + travel - steps
-    frames = np.stack([strip[:, offset - start : offset - start + FRAME_WIDTH] for offset in story.camera_offsets])
-    for frame_index in range(story.num_frames):
+    story.views = _camera_views(story)
+    panoramas: dict[int, tuple[int, Image.Image]] = {}
+    story.landmarks = [[], []]
+    for side in sorted({view.setup.side for view in story.views}):
+        seen = [view for view in story.views if view.setup.side == side]
+        start = max(0, int(min(v.centre_x - FRAME_WIDTH / (2 * v.zoom) for v in seen)) - 2)
+        end = min(story.world_width, int(max(v.centre_x + FRAME_WIDTH / (2 * v.zoom) for v in seen)) + 3)
+        strip, landmarks = _make_panorama(story.setting if side == 0 else story.far_side, start, end - start, rng)
+        panoramas[side] = (start, Image.fromarray((np.clip(strip, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)))
+        story.landmarks[side] = [(x1 + start, y1, x2 + start, y2) for x1, y1, x2, y2 in landmarks]
+    frames = np.empty((story.num_frames, FRAME_HEIGHT, FRAME_WIDTH, 3), dtype=np.float32)
+    for frame_index, view in enumerate(story.views):
+        frames[frame_index] = _sample_view(panoramas[view.setup.side][1], panoramas[view.setup.side][0], view)
         for character, state in zip(story.characters, story.states[frame_index]):
             if state.visible:
-                _draw_shape(frames[frame_index], character, state)
-    frames *= story.light_colour[:, None, None, :] * 255.0
+                x, y = _to_view(story, view, state.x, state.y)
+                _draw_shape(frames[frame_index], character.shape, character.colour, x, y, character.radius * view.zoom)
+        frames[frame_index] *= story.light_colour[frame_index] * np.float32(view.setup.exposure * 255.0)
     frames += 0.5
     np.clip(frames, 0.0, 255.0, out=frames)
     return frames.astype(np.uint8)
+
+
+def _to_view(story: Story, view: View, world_x: float, world_y: float) -> tuple[float, float]:
+    """World coordinates → pixel coordinates of the frame ``view`` renders."""
+    if view.setup.side == 1:
+        world_x = story.world_width - world_x
+    return (
+        (world_x - view.centre_x) * view.zoom + FRAME_WIDTH / 2,
+        (world_y - view.centre_y) * view.zoom + FRAME_HEIGHT / 2,
+    )
+
+
+def _sample_view(panorama: Image.Image, start: int, view: View) -> np.ndarray:
+    """The float32 (120, 250, 3) crop, in [0, 1], that a camera at ``view`` sees (bilinear).
+
+    ``panorama`` holds the world columns ``start …`` of its side as an 8-bit image: Pillow's
+    separable resampling of a box runs in C, many times faster than numpy's gathers.
+    """
+    half_width, half_height = FRAME_WIDTH / (2 * view.zoom), FRAME_HEIGHT / (2 * view.zoom)
+    left, top = max(0.0, view.centre_x - start - half_width), max(0.0, view.centre_y - half_height)
+    box = (left, top, min(panorama.width, left + 2 * half_width), min(panorama.height, top + 2 * half_height))
+    crop = panorama.resize((FRAME_WIDTH, FRAME_HEIGHT), Image.Resampling.BILINEAR, box=box)
+    return np.asarray(crop, dtype=np.float32) * np.float32(1 / 255)
 
 
 def _make_panorama(
@@ -479,20 +665,22 @@ def _draw_landmarks(
     return boxes
 
 
-def _draw_shape(frame: np.ndarray, character: Character, state: CharacterState) -> None:
-    """Paint one character in place, with a dark outline so it stays visible on any ground."""
-    radius = character.radius
-    x1, x2 = max(0, int(state.x - radius - 2)), min(FRAME_WIDTH, int(state.x + radius + 3))
-    y1, y2 = max(0, int(state.y - radius - 2)), min(FRAME_HEIGHT, int(state.y + radius + 3))
+def _draw_shape(frame: np.ndarray, shape: str, colour: str, x: float, y: float, radius: float) -> None:
+    """Paint one character in place at frame pixel (x, y), with a dark outline so it stays
+    visible on any ground; a shape outside the frame paints nothing."""
+    outline = 1.5 * radius / 12.0 + 1.0
+    height, width = frame.shape[:2]
+    x1, x2 = max(0, int(x - radius - outline - 1)), min(width, int(x + radius + outline + 2))
+    y1, y2 = max(0, int(y - radius - outline - 1)), min(height, int(y + radius + outline + 2))
     if x1 >= x2 or y1 >= y2:
         return
-    dy = np.arange(y1, y2, dtype=np.float32)[:, None] - state.y
-    dx = np.arange(x1, x2, dtype=np.float32)[None, :] - state.x
-    outer = _shape_mask(character.shape, dx, dy, radius + 1.5)
-    inner = _shape_mask(character.shape, dx, dy, radius)
+    dy = np.arange(y1, y2, dtype=np.float32)[:, None] - y
+    dx = np.arange(x1, x2, dtype=np.float32)[None, :] - x
+    outer = _shape_mask(shape, dx, dy, radius + outline)
+    inner = _shape_mask(shape, dx, dy, radius)
     patch = frame[y1:y2, x1:x2]
     patch[outer] = 0.05
-    patch[inner] = CHARACTER_COLOURS[character.colour]
+    patch[inner] = CHARACTER_COLOURS[colour]
 
 
 def _shape_mask(shape: str, dx: np.ndarray, dy: np.ndarray, radius: float) -> np.ndarray:
@@ -505,14 +693,13 @@ def _shape_mask(shape: str, dx: np.ndarray, dy: np.ndarray, radius: float) -> np
     return (dy >= -radius) & (dy <= 0.8 * radius) & (np.abs(dx) <= 0.62 * (dy + radius))
 
 
-def _box(character: Character, state: CharacterState) -> tuple[int, int, int, int]:
-    """Bounding box (x1, y1, x2, y2) clipped to the frame."""
-    r = character.radius
+def _box(x: float, y: float, radius: float) -> tuple[int, int, int, int]:
+    """Bounding box (x1, y1, x2, y2) of a shape at frame pixel (x, y), clipped to the frame."""
     return (
-        max(0, int(round(state.x - r))),
-        max(0, int(round(state.y - r))),
-        min(FRAME_WIDTH, int(round(state.x + r))),
-        min(FRAME_HEIGHT, int(round(state.y + r))),
+        max(0, int(round(x - radius))),
+        max(0, int(round(y - radius))),
+        min(FRAME_WIDTH, int(round(x + radius))),
+        min(FRAME_HEIGHT, int(round(y + radius))),
     )
 
 
@@ -523,9 +710,21 @@ def _box(character: Character, state: CharacterState) -> tuple[int, int, int, in
 
 _TAG_PATTERN = re.compile(r"</?gd[ioal][^>]*>")
 
+# How each view is announced: four phrasings per kind, drawn per frame, so what the fifth
+# description says follows from frames 1–4 but its exact words do not.
+VIEW_PHRASES = {
+    "wide": ("The wide view of {setting}.", "A wide shot takes in {setting}.", "Wide on {setting}.", "We see all of {setting}."),
+    "close": ("A close view of {name}.", "Close on {name}.", "The camera moves in on {name}.", "A close-up of {name}."),
+    "two_shot": (
+        "{name} and {other} share the frame.", "A two-shot of {name} and {other}.",
+        "Both {name} and {other} in view.", "The camera holds {name} and {other} together.",
+    ),
+}  # fmt: skip
+FAR_SIDE_PHRASES = ("from the far side", "from the reverse angle", "seen from across", "from the other side")
 
-def _zone(x: float) -> str:
-    return ZONES[int(np.clip(x / FRAME_WIDTH * len(ZONES), 0, len(ZONES) - 1))]
+
+def _zone(x: float, width: float) -> str:
+    return ZONES[int(np.clip(x / width * len(ZONES), 0, len(ZONES) - 1))]
 
 
 def _light_word(brightness: float) -> str:
@@ -539,9 +738,9 @@ def _descriptor(character: Character) -> str:
 def _action(character: Character, state: CharacterState) -> str:
     """What the character does in this frame, e.g. "rolls right" or "bounces off the left edge"."""
     if state.event == "leave":
-        return "leaves the frame"
+        return "leaves the scene"
     if state.event is not None:
-        return f"bounces off the {state.event.split()[1]} edge"
+        return f"turns back at the {state.event.split()[1]} edge"
     slow, fast = character.verbs
     verb = fast if abs(state.vx) >= FAST_SPEED else slow
     return f"{verb} {'right' if state.vx > 0 else 'left'}"
@@ -557,50 +756,68 @@ def _write_story_text(story: Story) -> str:
     return "\n".join(f"<gdi image{frame + 1}>\n{block}\n</gdi>" for frame, block in enumerate(blocks))
 
 
-def _mention(story: Story, index: int, introduced: set[str]) -> str:
-    """The tagged name; followed by "the red circle" at first mention (every time in template 0)."""
+def _name(story: Story, index: int) -> str:
     character = story.characters[index]
-    name = _tag("gdo", [character.char_id], character.name)
+    return _tag("gdo", [character.char_id], character.name)
+
+
+def _mention(story: Story, index: int, introduced: set[str]) -> str:
+    """The tagged name, with ", the red circle," at first mention (every time in template 0)."""
+    character = story.characters[index]
     if (story.template == 0 and index == 0) or character.char_id not in introduced:
         introduced.add(character.char_id)
-        return f"{name}, {_descriptor(character)},"
-    return name
+        return f"{_name(story, index)}, {_descriptor(character)},"
+    return _name(story, index)
+
+
+def _view_sentence(story: Story, frame: int) -> str:
+    """Which view this frame is and whom it frames: "Close on Mara, from the far side."."""
+    setup = story.setups[story.sequence[frame]]
+    phrasing = story.phrasings[frame]
+    setting = _tag("gdl", ["bg1"], f"the {story.setting.name}")
+    names = [_name(story, index) for index in setup.subjects] + ["", ""]
+    sentence = VIEW_PHRASES[setup.kind][phrasing].format(setting=setting, name=names[0], other=names[1])
+    if setup.side == 1:
+        sentence = f"{sentence[:-1]}, {FAR_SIDE_PHRASES[(phrasing + story.template) % len(FAR_SIDE_PHRASES)]}."
+    return sentence
 
 
 def _describe_frame(story: Story, frame: int, introduced: set[str]) -> str:
-    """One frame's description: the main character, one other character or event, the light.
+    """One frame's description: the view, what its subject does, what else happens, the light.
 
     Three template variants, chosen per story (not per frame, so they can be learned):
-    0 names the main character's shape in every frame and counts its steps to the edge it
-    heads for; 1 starts with an order word ("Then", "Next", …), counts steps, and adds the
-    camera when the description stays within ``MAX_WORDS``; 2 starts with an order word, gives
-    the main character's zone and phrases the light differently. The first frame sets the
-    scene (time of day, setting, every shape named at first mention) in all three.
+    0 names the main character's shape in every frame and counts steps to the edge it heads
+    for; 1 starts the action with an order word ("Then", "Next", …) and counts steps; 2 starts
+    with an order word and gives zones. The first frame also sets the time of day.
     """
-    main, main_state = story.characters[0], story.states[frame][0]
+    setup = story.setups[story.sequence[frame]]
+    subject = setup.subjects[0] if setup.subjects else 0
+    character, state = story.characters[subject], story.states[frame][subject]
     setting = _tag("gdl", ["bg1"], f"the {story.setting.name}")
-    action = _tag("gda", [main.char_id], _action(main, main_state))
-    if frame == 0 or story.template == 2:
-        where = f" of {setting}" if main_state.event else f" near the {_zone(main_state.x)} of {setting}"
+    action = _tag("gda", [character.char_id], _action(character, state))
+    if state.event:
+        where = ""
+    elif story.template == 2 or setup.kind == "wide":
+        where = f" near the {_zone(state.x, story.world_width)} of {setting}"
     else:
-        where = "" if main_state.event else f", {_steps_to_edge(main_state)}"
-    opening = story.time_of_day.phrase.capitalize() + ", " if frame == 0 else ""
-    opening = f"{ORDER_MARKERS[frame]}, " if frame > 0 and story.template != 0 else opening
-    name = _mention(story, 0, introduced)
-    other = _describe_other(story, frame, introduced)
-    sentences = [f"{opening}{name} {action}{where}.", other, _describe_light(story, frame)]
-    if frame > 0 and _word_count(sentences) > MAX_WORDS:
-        sentences[0] = f"{opening}{name} {action}."  # rare: a long introduction of another character
-    camera = f"The view drifts {'east' if story.camera_east else 'west'} over {setting}."
-    if story.template == 1 and frame > 0 and _word_count(sentences + [camera]) <= MAX_WORDS:
-        sentences.append(camera)
-    if frame == 0 and _word_count(sentences) > MAX_WORDS:
-        sentences.pop()  # the first frame's light word; the time of day already sets the light
+        where = f", {_steps_to_edge(state, story.world_width)}"
+    opening = f"{ORDER_MARKERS[frame]}, " if frame > 0 and story.template != 0 else ""
+    mention = _mention(story, subject, introduced)
+    sentences = [_view_sentence(story, frame), f"{opening}{mention} {action}{where}."]
+    if setup.kind == "two_shot" and len(setup.subjects) > 1:
+        partner = setup.subjects[1]
+        partner_action = _tag("gda", [story.characters[partner].char_id], _action(story.characters[partner], story.states[frame][partner]))
+        sentences.append(f"{_mention(story, partner, introduced)} {partner_action}.")
+    elif setup.kind == "wide":
+        sentences.append(_describe_other(story, frame, introduced))
+    sentences.append(_describe_light(story, frame))
+    if _word_count(sentences) > MAX_WORDS and len(sentences) > 3:
+        sentences.pop(2)  # the other character: the view, the subject and the light stay
+    if _word_count(sentences) > MAX_WORDS:
+        sentences[1] = f"{opening}{mention} {action}."
+    if _word_count(sentences) < MIN_WORDS:
+        sentences.insert(-1, f"Behind, {setting} stretches {'east' if state.vx > 0 else 'west'}.")
     return " ".join(sentence for sentence in sentences if sentence)
-
-
-def _steps_between(state: CharacterState, other: CharacterState) -> str:
-    return _in_steps(abs(state.x - other.x))
 
 
 def _in_steps(distance: float) -> str:
@@ -608,10 +825,10 @@ def _in_steps(distance: float) -> str:
     return f"{NUMBER_WORDS[steps - 1]} {'step' if steps == 1 else 'steps'}"
 
 
-def _steps_to_edge(state: CharacterState) -> str:
-    """Distance to the edge the character heads for, in words: "nine steps from the right edge"."""
+def _steps_to_edge(state: CharacterState, world_width: float) -> str:
+    """Distance to the edge of the scene the character heads for: "nine steps from the right edge"."""
     heading_right = state.vx > 0
-    distance = (FRAME_WIDTH - state.x) if heading_right else state.x
+    distance = (world_width - state.x) if heading_right else state.x
     return f"{_in_steps(distance)} from the {'right' if heading_right else 'left'} edge"
 
 
@@ -620,11 +837,7 @@ def _word_count(sentences: list[str]) -> int:
 
 
 def _describe_other(story: Story, frame: int, introduced: set[str]) -> str:
-    """A meeting, else a secondary character's event, else one secondary character (taking turns).
-
-    A character named with its shape ("Ivy, the green triangle,") gets no position, to keep
-    the description short.
-    """
+    """A meeting, else a secondary character's event, else one secondary character (taking turns)."""
     characters, states = story.characters, story.states[frame]
     for i, j in story.meetings[frame]:
         ids = [characters[i].char_id, characters[j].char_id]
@@ -638,72 +851,77 @@ def _describe_other(story: Story, frame: int, introduced: set[str]) -> str:
     character, state = characters[index], states[index]
     name = _mention(story, index, introduced)
     action = _tag("gda", [character.char_id], _action(character, state))
-    if state.event or name.endswith(","):
-        where = ""
-    elif story.template == 2:
-        where = f" near the {_zone(state.x)}"
-    else:
-        where = f", {_steps_between(state, states[0])} from {_tag('gdo', ['char1'], characters[0].name)}"
+    where = "" if state.event or name.endswith(",") else f", {_in_steps(abs(state.x - states[0].x))} from {_name(story, 0)}"
     return f"{name} {action}{where}."
 
 
 def _describe_light(story: Story, frame: int) -> str:
     level = _light_word(float(story.brightness[frame]))
-    subject = story.time_of_day.light_subject.capitalize()
+    subject = story.time_of_day.light_subject
     if frame == 0:
-        return f"{subject} is {level}."
+        return f"{story.time_of_day.phrase.capitalize()}, {subject} is {level}."
     changed = level != _light_word(float(story.brightness[frame - 1]))
     if story.template == 2:
         trend = "brighter" if story.time_of_day.brightening else "darker"
         return f"It grows {trend}, now {level}." if changed else f"It is still {level}."
+    subject = subject.capitalize()
     return f"{subject} {story.time_of_day.light_verb} {level}." if changed else f"{subject} stays {level}."
 
 
 def _write_chain_of_thought(story: Story) -> str:
-    """Markdown in the StoryReasoning layout: per image, Characters / Objects / Setting tables."""
+    """Markdown in the StoryReasoning layout: per image, Characters / Objects / Setting tables,
+    and a Camera table (set-up, view, subject, side, shot pattern) — the per-frame truth the data
+    layer reads to tell whether a window's shot continues or cuts at frame 5."""
     sections = []
     for frame in range(story.num_frames):
+        view = story.views[frame]
         lines = [f"## Image {frame + 1}", "", "### Characters"]
         lines += [
             "| Character ID | Name | Description | Emotions | Actions | Narrative Function | Bounding Box |",
             "|---|---|---|---|---|---|---|",
         ]
         for character, state in zip(story.characters, story.states[frame]):
-            x1, y1, x2, y2 = _box(character, state)
-            if state.visible and x2 > x1:  # a character half out of the frame keeps a clipped box
-                box = f"{x1},{y1},{x2},{y2}"
+            x, y = _to_view(story, view, state.x, state.y)
+            x1, y1, x2, y2 = _box(x, y, character.radius * view.zoom)
+            if state.visible and x2 > x1 and y2 > y1:  # a character half out of view keeps a clipped box
                 lines.append(
                     f"| {character.char_id} | {character.name} | {character.colour} {character.shape} | calm "
                     f"| {_action(character, state)} | {'protagonist' if character.char_id == 'char1' else 'companion'} "
-                    f"| {box} |"
+                    f"| {x1},{y1},{x2},{y2} |"
                 )
         lines += ["", "### Objects"]
         lines += [
             "| Object ID | Description | Function | Interaction | Narrative Function | Bounding Box |",
             "|---|---|---|---|---|---|",
         ]
+        landmark = story.setting.landmark if view.setup.side == 0 else story.far_side.landmark
         for object_number, box in enumerate(_visible_landmarks(story, frame)[:3], start=1):
-            lines.append(
-                f"| obj{object_number} | {story.setting.landmark} | landmark | none | scenery "
-                f"| {','.join(map(str, box))} |"
-            )
+            lines.append(f"| obj{object_number} | {landmark} | landmark | none | scenery | {','.join(map(str, box))} |")
         lines += ["", "### Setting"]
         lines += ["| Setting Element | Description | Mood | Time | Narrative Function |", "|---|---|---|---|---|"]
-        direction = "east" if story.camera_east else "west"
         lines.append(
-            f"| bg1 | {story.setting.name}, the view drifts {direction} "
-            f"| {_light_word(float(story.brightness[frame]))} light | {story.time_of_day.phrase} | backdrop |"
+            f"| bg1 | {story.setting.name} | {_light_word(float(story.brightness[frame]))} light "
+            f"| {story.time_of_day.phrase} | backdrop |"
+        )
+        lines += ["", "### Camera", "| Set-up | View | Subject | Side | Pattern |", "|---|---|---|---|---|"]
+        subject = " ".join(story.characters[i].char_id for i in view.setup.subjects) or "bg1"
+        lines.append(
+            f"| {view.setup.label} | {view.setup.kind} | {subject} | {'reverse' if view.setup.side else 'front'} "
+            f"| {story.pattern} |"
         )
         sections.append("\n".join(lines))
     return "\n\n".join(sections) + "\n"
 
 
 def _visible_landmarks(story: Story, frame: int) -> list[tuple[int, int, int, int]]:
-    """Landmark boxes in frame coordinates, clipped; those at least 3 px wide in view."""
-    offset = int(story.camera_offsets[frame])
+    """Landmark boxes in frame pixels, clipped; those at least 3 px wide and tall in view."""
+    view = story.views[frame]
     boxes = []
-    for x1, y1, x2, y2 in story.landmarks:
-        left, right = max(0, x1 - offset), min(FRAME_WIDTH, x2 - offset)
-        if right - left >= 3:
-            boxes.append((left, max(0, y1), right, min(FRAME_HEIGHT, y2)))
+    for x1, y1, x2, y2 in story.landmarks[view.setup.side]:
+        left = max(0, int(round((x1 - view.centre_x) * view.zoom + FRAME_WIDTH / 2)))
+        right = min(FRAME_WIDTH, int(round((x2 - view.centre_x) * view.zoom + FRAME_WIDTH / 2)))
+        top = max(0, int(round((y1 - view.centre_y) * view.zoom + FRAME_HEIGHT / 2)))
+        bottom = min(FRAME_HEIGHT, int(round((y2 - view.centre_y) * view.zoom + FRAME_HEIGHT / 2)))
+        if right - left >= 3 and bottom - top >= 3:
+            boxes.append((left, top, right, bottom))
     return boxes

@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from storylib.data.parsing import gdi_blocks, parse_frame_descriptions
+from storylib.data.shots import UNKNOWN, camera_setups
 
 CONTEXT_FRAMES = 4
 WINDOW_FRAMES = CONTEXT_FRAMES + 1
@@ -33,6 +34,8 @@ class Window:
     story_id: str
     frame_numbers: tuple[int, ...]  # 1-based image numbers N (of <gdi imageN>)
     descriptions: tuple[str, ...]  # descriptions[i] belongs to frame_numbers[i]
+    setups: tuple[str, ...] = ()  # camera set-up of each frame where the data name it, else ""
+    pattern: str = UNKNOWN  # the story's shot pattern where the data name it
 
 
 @dataclass
@@ -61,7 +64,9 @@ def window_starts(frame_count: int, mode: str) -> list[int]:
     return [0] if mode == "first" else list(range(frame_count - WINDOW_FRAMES + 1))
 
 
-def story_windows(story_row: int, story_id: str, story: str, image_count: int, mode: str) -> tuple[list[Window], str | None]:
+def story_windows(
+    story_row: int, story_id: str, story: str, image_count: int, mode: str, chain_of_thought: str = ""
+) -> tuple[list[Window], str | None]:
     """The windows of one story, or ``([], reason)`` when it must be skipped.
 
     Checks, in order: one ``<gdi imageN>`` block per image with N = 1…image_count
@@ -74,23 +79,36 @@ def story_windows(story_row: int, story_id: str, story: str, image_count: int, m
         return [], "gdi_count_mismatch"
     if image_count < WINDOW_FRAMES:
         return [], "too_few_frames"
+    cameras = camera_setups(chain_of_thought)
     windows = []
     for start in window_starts(image_count, mode):
         numbers = tuple(range(start + 1, start + WINDOW_FRAMES + 1))
         texts = tuple(descriptions[number] for number in numbers)
         if not all(texts):
             return [], "empty_description"
-        windows.append(Window(story_row, story_id, numbers, texts))
+        setups = tuple(cameras.get(number, (UNKNOWN, UNKNOWN))[0] for number in numbers)
+        pattern = cameras.get(numbers[-1], (UNKNOWN, UNKNOWN))[1]
+        windows.append(Window(story_row, story_id, numbers, texts, setups, pattern))
     return windows, None
 
 
 def plan_windows(
-    story_ids: Sequence[str], stories: Sequence[str], image_counts: Sequence[int], mode: str, rows: Sequence[int] | None = None
+    story_ids: Sequence[str],
+    stories: Sequence[str],
+    image_counts: Sequence[int],
+    mode: str,
+    rows: Sequence[int] | None = None,
+    chains_of_thought: Sequence[str] | None = None,
 ) -> WindowPlan:
-    """Windows of the stories at ``rows`` (default: all), in row order, and the skips."""
+    """Windows of the stories at ``rows`` (default: all), in row order, and the skips.
+
+    ``chains_of_thought`` (one per story) give the camera set-ups where they name them."""
     plan = WindowPlan()
     for row in range(len(story_ids)) if rows is None else rows:
-        windows, reason = story_windows(int(row), str(story_ids[row]), stories[row], int(image_counts[row]), mode)
+        chain_of_thought = chains_of_thought[row] if chains_of_thought is not None else ""
+        windows, reason = story_windows(
+            int(row), str(story_ids[row]), stories[row], int(image_counts[row]), mode, chain_of_thought or ""
+        )
         if reason is None:
             plan.windows.extend(windows)
         else:

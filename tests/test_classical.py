@@ -1,0 +1,84 @@
+"""Classical predictors and the shot-cut flag on hand-made frames, with values known exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from storylib import classical
+from storylib.data.shots import CUT_BASES, CUT_L1_THRESHOLD, cut_flags, frame_l1
+
+HEIGHT, WIDTH = 16, 40
+
+
+def texture(seed: int, width: int = WIDTH) -> torch.Tensor:
+    """A smooth random RGB texture (3, HEIGHT, width) in [0.2, 0.8]."""
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(1, 3, HEIGHT // 4, width // 4, generator=generator)
+    return 0.2 + 0.6 * torch.nn.functional.interpolate(coarse, size=(HEIGHT, width), mode="bilinear", align_corners=False)[0]
+
+
+def panning_window(shift: tuple[int, int], gain: float) -> torch.Tensor:
+    """Five frames of a circular pan: frame k+1 = frame k rolled by ``shift``, times ``gain``."""
+    first = texture(0) * 0.5
+    frames = [torch.roll(first, shifts=(shift[0] * k, shift[1] * k), dims=(1, 2)) * gain**k for k in range(5)]
+    return torch.stack(frames)[None]  # (1, 5, 3, H, W)
+
+
+def test_shift_estimate_recovers_a_known_translation_and_gain():
+    window = panning_window(shift=(1, 3), gain=1.05)
+    shifts, gain, same_view = classical.view_change(window[:, 2], window[:, 3])
+    assert shifts.tolist() == [[1, 3]]
+    assert gain.flatten().tolist() == pytest.approx([1.05] * 3, rel=1e-5)
+    assert same_view.tolist() == [True]
+
+
+def test_motion_extrapolation_reproduces_the_next_frame_away_from_the_revealed_strip():
+    window = panning_window(shift=(1, 3), gain=1.05)
+    predicted = classical.motion_extrapolation(window[:, :4])
+    # The revealed strip (first row, first 3 columns) repeats the edge; everything else is exact.
+    assert torch.allclose(predicted[..., 1:, 3:], window[:, 4, :, 1:, 3:], atol=1e-5)
+
+
+def test_motion_extrapolation_copies_frame_four_across_a_cut():
+    context = torch.stack([texture(1), texture(2), texture(3), texture(4)])[None]
+    assert torch.equal(classical.motion_extrapolation(context), context[:, 3])
+
+
+def test_analogue_predicts_frame_three_for_a_shot_reverse_shot_window():
+    view_a, view_b = texture(10), texture(20)
+    context = torch.stack([view_a, view_b, view_a, view_b])[None]  # A B A B → frame 5 is A
+    assert classical.analogue_lag(context).tolist() == [2]
+    assert torch.equal(classical.analogue_prediction(context), context[:, 2])
+
+
+def test_analogue_finds_a_cycle_of_three():
+    view_a, view_b = texture(10), texture(20)
+    context = torch.stack([view_a, view_b, view_a, view_a])[None]  # A B A | A B: frame 5 is B
+    assert classical.analogue_lag(context).tolist() == [3]
+    assert torch.equal(classical.analogue_prediction(context), context[:, 1])
+
+
+def test_oracle_picks_the_context_frame_closest_to_the_truth():
+    frames = torch.stack([texture(k) for k in range(4)])[None]
+    target = frames[:, 1] + 0.01
+    assert classical.oracle_choice(frames, target).tolist() == [1]
+    assert torch.equal(classical.oracle_best_context(frames, target), frames[:, 1])
+
+
+def test_cut_flag_by_threshold_on_hand_made_windows():
+    last = np.full((3, 3, 4, 4), 100, dtype=np.uint8)
+    target = last.copy()
+    target[1] += 20  # 20/255 = 0.078: the shot continues
+    target[2] += 30  # 30/255 = 0.118: a cut
+    l1 = frame_l1(last, target)
+    assert l1.tolist() == pytest.approx([0.0, 20 / 255, 30 / 255])
+    cuts, basis = cut_flags([("", "", "", "", "")] * 3, l1)
+    assert cuts.tolist() == [False, False, True] and basis == CUT_BASES[1]
+    assert 20 / 255 < CUT_L1_THRESHOLD < 30 / 255
+
+
+def test_cut_flag_from_setup_labels_wins_over_the_threshold():
+    cuts, basis = cut_flags([("A", "B", "A", "B", "A"), ("A", "A", "A", "A", "A")], np.array([0.0, 0.5]))
+    assert cuts.tolist() == [True, False] and basis == CUT_BASES[0]
