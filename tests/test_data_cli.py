@@ -40,7 +40,8 @@ def test_json_summary_has_exactly_the_contract_keys(capsys, cache):
     assert {"splits", "cache_dir", "seconds"} <= set(summary)
     assert list(summary["splits"]) == ["train", "val", "test"]
     for split in summary["splits"].values():
-        assert set(split) == {"stories", "windows", "skipped"}
+        assert set(split) == {"stories", "windows", "cut_share", "cut_basis", "skipped"}
+        assert split["cut_basis"] == "set-up labels" and 0.0 <= split["cut_share"] <= 1.0
         assert set(split["skipped"]) == set(SKIP_REASONS)
     assert summary["splits"]["test"]["stories"] == 5
     assert summary["splits"]["train"]["stories"] + summary["splits"]["val"]["stories"] <= 10

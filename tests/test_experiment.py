@@ -37,14 +37,18 @@ def test_a_whole_run_writes_the_results_contract(tmp_path, monkeypatch):
     with np.load(run.data_dir / "test_windows.npz") as shared:
         assert shared["frames"].dtype == np.uint8 and shared["frames"].shape[1:3] == (5, 3)
     assert list(pd.read_csv(run.data_dir / "test_windows.csv").columns) == [
-        "window_index", "story_id", "context_text_1", "context_text_2", "context_text_3", "context_text_4", "target_text"
+        "window_index", "story_id", "context_text_1", "context_text_2", "context_text_3", "context_text_4", "target_text",
+        "setup_1", "setup_2", "setup_3", "setup_4", "setup_5", "pattern", "shot", "cut_basis",
     ]  # fmt: skip
 
     model = experiment.build(run, prepared)
     history = experiment.train(run, prepared, model)
     assert len(history) == run.config.train.epochs
     result = experiment.evaluate(run, prepared, model)
-    assert list(result.table.index) == ["model", "median_image", "mean_image", "copy_last_frame", "unigram", "copy_last_description"]
+    assert list(result.table.index) == [
+        "model", "median_image", "mean_image", "copy_last_frame", "motion_extrapolation", "analogue", "oracle_best_context",
+        "unigram", "copy_last_description",
+    ]  # fmt: skip
     assert experiment.show_visualization(run).name == f"epoch_{run.config.train.epochs:03d}.png"
     experiment.record(run, result)
 
