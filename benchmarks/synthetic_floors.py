@@ -1,124 +1,102 @@
-"""How long the synthetic set takes to generate, and how hard it is: trivial floors at 60×125.
+"""How long the synthetic set takes to generate and cache, and how it compares with the real data.
 
-Run: ``/work/venv/bin/python benchmarks/synthetic_floors.py [--train N] [--test N] [--seed S]``
+Run: ``python benchmarks/synthetic_floors.py [--json] [--train N] [--test N] [--seed S]``
 
-Self-contained on purpose (decodes with PIL, strips tags with a regex): it checks the generator
-alone, independent of the data layer. Windows are the first five frames of each story: frames
-1–4 are the context, frame 5 the target. Besides the floors it prints a "shift + gain"
-extrapolation (the camera shift and light change measured between frames 3 and 4, applied to
-frame 4), a crude stand-in for what a model that reads the trends can reach: it should beat
-copy-last clearly, otherwise the data set cannot tell a good model from a trivial one.
+It builds the data cache exactly as the suite does (``prepare_data`` with the default data
+settings: first windows, 60×125), in a fresh temporary cache folder, and scores every floor
+with :func:`storylib.floors.compute_floors` on the test windows — the numbers ``floors.json``
+will hold. Then it prints the calibration figures against StoryReasoning (see the README):
+
+- ``cut_share``: windows whose shot cuts at frame 5 (real data ≈ 0.85);
+- ``copy_last_over_median``: copy-last MAE / median-image MAE (real ≈ 0.17 / 0.15);
+- ``copy_last_over_median_continues``: the same where the shot continues (real ≈ 0.04 / 0.11);
+- ``oracle_over_median``: best context frame (an oracle) / median image (real ≈ 0.13 / 0.15);
+- ``motion_over_median``: motion extrapolation / median image (≥ 0.7: one pan no longer
+  explains the data).
 """
 
 from __future__ import annotations
 
 import argparse
-import io
-import re
+import json
+import os
+import sys
+import tempfile
 import time
-from collections import Counter
 
-import datasets
 import numpy as np
-import sacrebleu
-from PIL import Image
 
-from storylib.data.synthetic import generate_synthetic_dataset
-
-IMAGE_SIZE = (125, 60)  # PIL order: width, height
-WINDOW = 5
-GDI_BLOCK = re.compile(r"<gdi image(\d+)>(.*?)</gdi>", re.DOTALL)
-TAG = re.compile(r"</?gd[ioal][^>]*>")
+from storylib.config import DataConfig
+from storylib.data.prepare import prepare_data
+from storylib.floors import IMAGE_FLOORS, IMAGE_ORACLES, TEXT_FLOORS, compute_floors
 
 
-def frame_descriptions(story: str) -> dict[int, str]:
-    """Plain text of every ``<gdi imageN>`` block, tags stripped, whitespace normalised."""
-    return {int(number): " ".join(TAG.sub("", body).split()) for number, body in GDI_BLOCK.findall(story)}
+def calibration(floors: dict) -> dict:
+    """The calibration figures of the README's table, from a floors.json payload."""
 
+    def mae(name: str, group: str | None = None) -> float:
+        return float((floors[name][group] if group else floors[name])["image_mae"])
 
-def decode_resized(image_bytes: bytes) -> np.ndarray:
-    """float32 (60, 125, 3) in [0, 1]; PIL bilinear resize (antialiased when shrinking)."""
-    with Image.open(io.BytesIO(image_bytes)) as image:
-        resized = image.convert("RGB").resize(IMAGE_SIZE, Image.BILINEAR)
-    return np.asarray(resized, dtype=np.float32) / 255.0
-
-
-def first_windows(split) -> tuple[np.ndarray, list[list[str]]]:
-    """Frames (N, 5, 60, 125, 3) and descriptions N × 5 of the first five frames of each story."""
-    frames, texts = [], []
-    undecoded = split.cast_column("images", datasets.Sequence(datasets.Image(decode=False)))
-    for row in undecoded:
-        descriptions = frame_descriptions(row["story"])
-        frames.append(np.stack([decode_resized(image["bytes"]) for image in row["images"][:WINDOW]]))
-        texts.append([descriptions[number] for number in range(1, WINDOW + 1)])
-    return np.stack(frames), texts
-
-
-def shift_gain_extrapolation(frames: np.ndarray, max_shift: int = 12) -> np.ndarray:
-    """Predict frame 5 from frames 3–4: same horizontal shift and same per-channel gain again."""
-    previous, last = frames[:, 2], frames[:, 3]
-    predictions = np.empty_like(last)
-    for index in range(len(frames)):
-        gain = last[index].mean(axis=(0, 1)) / np.maximum(previous[index].mean(axis=(0, 1)), 1e-3)
-        errors = [np.abs(_shift(previous[index], shift) * gain - last[index]).mean() for shift in range(-max_shift, max_shift + 1)]
-        best = int(np.argmin(errors)) - max_shift
-        predictions[index] = np.clip(_shift(last[index], best) * gain, 0, 1)
-    return predictions
-
-
-def _shift(image: np.ndarray, shift: int) -> np.ndarray:
-    """Content moves ``shift`` pixels to the right; the revealed strip repeats the edge column."""
-    if shift == 0:
-        return image
-    shifted = np.roll(image, shift, axis=1)
-    if shift > 0:
-        shifted[:, :shift] = image[:, :1]
-    else:
-        shifted[:, shift:] = image[:, -1:]
-    return shifted
+    return {
+        "cut_share": floors["cut_share"],
+        "copy_last_over_median": mae("copy_last_frame") / mae("median_image"),
+        "copy_last_over_median_continues": mae("copy_last_frame", "continues") / mae("median_image", "continues"),
+        "oracle_over_median": mae("oracle_best_context") / mae("median_image"),
+        "motion_over_median": mae("motion_extrapolation") / mae("median_image"),
+        "analogue_over_median": mae("analogue") / mae("median_image"),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", type=int, default=1500)
-    parser.add_argument("--test", type=int, default=300)
+    parser.add_argument("--train", type=int, default=1500, help="train stories (default 1500)")
+    parser.add_argument("--test", type=int, default=300, help="test stories (default 300)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
 
-    start = time.perf_counter()
-    stories = generate_synthetic_dataset(args.train, args.test, seed=args.seed)
-    seconds = time.perf_counter() - start
-    frame_total = sum(sum(split["frame_count"]) for split in stories.values())
-    print(f"generated {args.train} + {args.test} stories ({frame_total} frames) in {seconds:.1f} s")
+    config = DataConfig(source="synthetic", tokenizer="trained", synthetic_train_stories=args.train,
+                        synthetic_test_stories=args.test, synthetic_seed=args.seed)  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="storylib-bench-cache-") as cache:
+        os.environ["STORYLIB_CACHE"] = cache
+        started = time.perf_counter()
+        prepared = prepare_data(config, progress=False)
+        prepare_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        floors, _ = compute_floors(prepared)
+        floor_seconds = time.perf_counter() - started
 
-    test_frames, test_texts = first_windows(stories["test"])
-    train_frames, _ = first_windows(stories["train"])
-    targets = test_frames[:, 4]
-    train_targets = train_frames[:, 4]
+    def rounded(value):
+        return round(value, 4) if isinstance(value, float) else value
 
-    def mae(predictions: np.ndarray) -> float:
-        return float(np.abs(predictions - targets).mean())
-
-    print(f"test windows: {len(targets)} (first {WINDOW} frames, {IMAGE_SIZE[1]}x{IMAGE_SIZE[0]})")
-    print(f"copy_last_frame  image_mae {mae(test_frames[:, 3]):.4f}")
-    print(f"median_image     image_mae {mae(np.median(train_targets, axis=0)[None]):.4f}")
-    print(f"mean_image       image_mae {mae(train_targets.mean(axis=0)[None]):.4f}")
-    print(f"shift+gain (3→4) image_mae {mae(shift_gain_extrapolation(test_frames)):.4f}  (trend reference)")
-
-    last_texts = [texts[3] for texts in test_texts]
-    target_texts = [texts[4] for texts in test_texts]
-    chrf = sacrebleu.corpus_chrf(last_texts, [target_texts])
-    bleu = sacrebleu.corpus_bleu(last_texts, [target_texts])
-    identical = sum(a == b for a, b in zip(last_texts, target_texts))
-    print(f"copy_last_description chrF {chrf.score:.1f}  BLEU {bleu.score:.1f}  identical {identical}/{len(target_texts)}")
-
-    all_texts = [text for split in stories.values() for story in split["story"] for text in frame_descriptions(story).values()]
-    lengths = np.array([len(text.split()) for text in all_texts])
-    vocabulary = Counter(word for text in all_texts for word in re.findall(r"[a-z]+", text.lower()))
-    print(
-        f"descriptions: {len(all_texts)}, words min {lengths.min()} median {int(np.median(lengths))} "
-        f"max {lengths.max()} (share 12-25: {np.mean((lengths >= 12) & (lengths <= 25)):.3f}); vocabulary {len(vocabulary)} words"
-    )
+    report = {
+        **{key: round(value, 4) for key, value in calibration(floors).items()},
+        "generate_and_cache_seconds": round(prepare_seconds, 1),
+        "floor_seconds": round(floor_seconds, 1),
+        "cpu_count": os.cpu_count(),
+        "vocabulary_size": prepared.tokenizer.vocab_size,
+        "splits": {name: {k: v for k, v in split.items() if k != "skipped"} for name, split in prepared.summary["splits"].items()},
+        "floors": {
+            name: {
+                key: (rounded(value) if not isinstance(value, dict) else {k: rounded(v) for k, v in value.items()})
+                for key, value in floors[name].items()
+                if key in ("image_mae", "bleu", "chrf", "rouge_l", "text_perplexity", "continues", "cuts")
+            }
+            for name in dict.fromkeys((*IMAGE_FLOORS, *IMAGE_ORACLES, *TEXT_FLOORS, "unigram"))
+        },
+    }
+    if args.json:
+        json.dump(report, sys.stdout)
+        print()
+        return
+    print(f"generated and cached {args.train} + {args.test} stories in {prepare_seconds:.1f} s; floors in {floor_seconds:.1f} s")
+    for key in ("cut_share", "copy_last_over_median", "copy_last_over_median_continues", "oracle_over_median", "motion_over_median", "analogue_over_median"):
+        print(f"{key:34s} {report[key]:.3f}")
+    for name, values in report["floors"].items():
+        parts = [f"{k} {v:.4f}" for k, v in values.items() if not isinstance(v, dict)]
+        split = [f"{g} {values[g].get('image_mae', values[g].get('chrf', np.nan)):.4f}" for g in ("continues", "cuts") if g in values]
+        print(f"{name:24s} {'  '.join(parts)}   ({', '.join(split)})")
+    print(f"vocabulary {report['vocabulary_size']} tokens")
 
 
 if __name__ == "__main__":

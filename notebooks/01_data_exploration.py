@@ -44,6 +44,7 @@ results_dir = "../results"
 import storylib.experiment
 from storylib import reporting
 from storylib.data import exploration, load_stories, prepare_data, resolve_source
+from storylib.floors import compute_floors, shot_split_table
 
 # %% [markdown]
 # The data settings every experiment of this scale shares (source made concrete; `STORYLIB_SCALE`
@@ -116,6 +117,29 @@ exploration.plot_story(stories["train"], 0)
 
 # %%
 exploration.plot_window(prepared.test, 0)
+
+# %% [markdown]
+# Shot structure: the share of windows whose shot cuts at frame 5 (StoryReasoning: about 85 %)
+# and how many windows each shot pattern gave, per split.
+
+# %%
+exploration.shot_table(prepared)
+
+# %% [markdown]
+# One test window per shot pattern, every frame titled with its camera set-up: which view
+# returns at frame 5 follows the pattern.
+
+# %%
+exploration.plot_shot_strip(prepared.test)
+
+# %% [markdown]
+# The floors on the test windows, split by whether the shot continues or cuts at frame 5: copying
+# the last frame is strong where the shot continues and weaker than the median image where it
+# cuts. The oracle (the context frame closest to the truth) peeks at the target: a reference.
+
+# %%
+floors, _ = compute_floors(prepared)
+shot_split_table(floors)
 
 # %% [markdown]
 # Where the experiments of this data and scale write their results.

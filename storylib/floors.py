@@ -173,3 +173,20 @@ def floor_table(floors: dict, model_metrics: dict | None = None) -> pd.DataFrame
         if name in floors:
             rows[name] = {c: floors[name].get(c, np.nan) for c in columns}
     return pd.DataFrame.from_dict(rows, orient="index", columns=columns)
+
+
+def shot_split_table(floors: dict) -> pd.DataFrame:
+    """Image MAE of every image floor (and the oracle, labelled) on all windows, where the shot
+    continues and where it cuts at frame 5; the count of windows of each group in the header."""
+    rows = {}
+    for name in (*IMAGE_FLOORS, *IMAGE_ORACLES):
+        if name not in floors:
+            continue
+        values = floors[name]
+        label = f"{name} (oracle, not a floor)" if name in IMAGE_ORACLES else name
+        rows[label] = {"all": values["image_mae"], **{group: values.get(group, {}).get("image_mae", np.nan) for group in SHOT_NAMES}}
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=["all", *SHOT_NAMES])
+    counts = {group: floors.get("median_image", {}).get(group, {}).get("num_windows", 0) for group in SHOT_NAMES}
+    table.columns = ["all", *(f"{group} ({counts[group]})" for group in SHOT_NAMES)]
+    table.index.name = f"image_mae ({floors.get('cut_basis', '')})"
+    return table.round(4)

@@ -93,3 +93,32 @@ def test_plots_return_figures_with_one_panel_per_frame(stories, prepared):
     assert isinstance(window_figure, Figure) and len(window_figure.axes) == 5
     assert window_figure.axes[4].get_title().startswith("target")
     assert window_figure.axes[4].get_xlabel().split()[0] == prepared.test.descriptions[0][4].split()[0]
+
+
+def test_shot_table_counts_cuts_and_patterns(prepared):
+    table = exploration.shot_table(prepared)
+    assert list(table.index) == ["train", "val", "test"]
+    test = prepared.test
+    assert table.loc["test", "cut_share"] == pytest.approx(test.shot_cuts.mean())
+    assert table.loc["test", "cut_basis"] == "set-up labels"
+    patterns = [column for column in table.columns if column not in ("windows", "cut_share", "cut_basis")]
+    assert table.loc["test", patterns].sum() == len(test)  # every window has its story's pattern
+
+
+def test_shot_strip_titles_each_frame_with_its_setup(prepared):
+    figure = exploration.plot_shot_strip(prepared.test)
+    titles = [axis.get_title() for axis in figure.axes]
+    first = prepared.test.patterns.index(prepared.test.patterns[0])
+    assert titles[0] == f"set-up {prepared.test.setups[first][0]}"
+    assert titles[4].startswith(f"target · set-up {prepared.test.setups[first][4]} · ")
+    assert len(figure.axes) == 5 * len(set(prepared.test.patterns))
+
+
+def test_floor_split_table_labels_the_oracle(prepared):
+    from storylib.floors import compute_floors, shot_split_table
+
+    floors, _ = compute_floors(prepared)
+    table = shot_split_table(floors)
+    assert "oracle_best_context (oracle, not a floor)" in table.index
+    assert table.loc["copy_last_frame", "all"] == pytest.approx(round(floors["copy_last_frame"]["image_mae"], 4))
+    assert table.columns[1] == f"continues ({int((~prepared.test.shot_cuts).sum())})"

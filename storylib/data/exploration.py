@@ -176,3 +176,40 @@ def plot_window(split: WindowSplit, index: int) -> Figure:
     titles.append(f"target (image {numbers[CONTEXT_FRAMES]})")
     suptitle = f"{split.name} window {index}: story {split.story_ids[index]}"
     return _panel_row(list(frames), titles, list(split.descriptions[index]), suptitle)
+
+
+def shot_table(prepared: PreparedData) -> pd.DataFrame:
+    """Per split: windows, the share whose shot cuts at frame 5 (and what the flag rests on),
+    and how many windows each shot pattern gave (where the data name their patterns)."""
+    rows = []
+    for name, split in prepared.splits().items():
+        row = {"split": name, "windows": len(split), "cut_share": float(np.mean(split.shot_cuts)) if len(split) else np.nan,
+               "cut_basis": split.cut_basis}  # fmt: skip
+        row.update(Counter(pattern for pattern in split.patterns if pattern))
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("split").fillna(0)
+
+
+def plot_shot_strip(split: WindowSplit, per_pattern: int = 1) -> Figure:
+    """Windows of each shot pattern, one row each: every frame titled with its camera set-up,
+    the target with whether the shot continues or cuts."""
+    chosen: list[int] = []
+    for pattern in dict.fromkeys(split.patterns or [""]):
+        chosen += [i for i, p in enumerate(split.patterns or [""] * len(split)) if p == pattern][:per_pattern]
+    chosen = chosen[:6] or list(range(min(3, len(split))))
+    aspect = split.frames.shape[-2] / split.frames.shape[-1]
+    figure = Figure(figsize=(12, len(chosen) * (12 / 5 * aspect + 0.5)), layout="constrained")
+    axes = figure.subplots(len(chosen), 5, squeeze=False)
+    for row, index in zip(axes, chosen):
+        labels = split.setups[index] if split.setups else ("",) * 5
+        shot = ("cuts" if split.shot_cuts[index] else "continues") if len(split.shot_cuts) else "?"
+        for frame, axis in enumerate(row):
+            axis.imshow(np.asarray(split.frames[index, frame]).transpose(1, 2, 0))
+            axis.set_xticks([])
+            axis.set_yticks([])
+            title = f"set-up {labels[frame]}" if labels[frame] else f"frame {frame + 1}"
+            axis.set_title(f"target · {title} · {shot}" if frame == CONTEXT_FRAMES else title, fontsize=9)
+        pattern = split.patterns[index] if split.patterns else ""
+        row[0].set_ylabel(f"{pattern or 'window'} {index}", fontsize=9)
+    figure.suptitle(f"{split.name}: shot structure of one window per pattern ({split.cut_basis or 'no shot flags'})", fontsize=11)
+    return figure
