@@ -10,6 +10,8 @@ from pathlib import Path
 import jupytext
 import pytest
 
+from storylib import colab
+
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NAMES = ("01_data_exploration", "02_experiment", "03_comparison_report")
 PARAMETERS = {
@@ -63,10 +65,7 @@ def test_parameters_cell_holds_only_literal_assignments(name):
 def test_first_code_cell_is_the_colab_bootstrap_then_parameters(name):
     notebook = jupytext.read(NOTEBOOKS_DIR / f"{name}.py")
     cells = code_cells(notebook)
-    bootstrap = cells[0].source
-    assert 'find_spec("storylib") is None' in bootstrap
-    assert "pyproject.toml" in bootstrap and "git+https://github.com/storylib/storylib" in bootstrap
-    assert "pip" in bootstrap
+    assert cells[0].source == colab.cell_source()       # its behaviour: tests/test_colab_cell.py
     assert cells[1] is parameters_cell(notebook)
 
 
