@@ -68,40 +68,60 @@ results_dir = "../results"
 from storylib import reporting, widgets
 
 # %% [markdown]
-# The results folder and what it holds (or a note that nothing has finished yet).
+# The results folder (named by its data and scale) and what it holds, or a note that nothing
+# has finished yet. A scale or results folder set in the environment is announced here.
 
 # %%
 data_dir = reporting.results_folder(results_dir, data, scale)
 reporting.describe_runs(data_dir);
 
 # %% [markdown]
-# The experiments: settings, parameter count, training time and stories/s (mean ± sd over seeds).
+# The experiments: parameter count, training time and stories/s (mean ± sd over seeds).
 
 # %%
-reporting.experiment_table(data_dir)
+reporting.experiment_table(data_dir, "cost")
 
 # %% [markdown]
-# Test metrics, mean ± sd over seeds, with the floors as rows of the same table: the median
-# image, mean image and last context frame (image metrics), a unigram model (perplexity) and
+# Their model settings.
+
+# %%
+reporting.experiment_table(data_dir, "model")
+
+# %% [markdown]
+# Their training settings.
+
+# %%
+reporting.experiment_table(data_dir, "training")
+
+# %% [markdown]
+# Image metrics on the test windows, mean ± sd over seeds, with every image floor of
+# `floors.json` as rows of the same table (the median and mean image, the last context frame,
+# ...; an oracle that sees the truth is marked `reference:`).
+
+# %%
+runs, floors = reporting.collect_runs(data_dir), reporting.load_floors(data_dir)
+reporting.summary_table(runs, floors, reporting.IMAGE_TABLE)
+
+# %% [markdown]
+# Text metrics, mean ± sd over seeds, beside the text floors: a unigram model (perplexity) and
 # the last context description (BLEU, chrF, ROUGE-L).
 
 # %%
-runs = reporting.collect_runs(data_dir)
-reporting.summary_table(runs, reporting.load_floors(data_dir))
+reporting.summary_table(runs, floors, reporting.TEXT_TABLE)
 
 # %% [markdown]
 # Change against `baseline` (experiment − baseline, per test window averaged over seeds, 95%
 # paired percentile bootstrap CI; "no clear difference" when the interval contains 0).
 
 # %%
-reporting.paired_differences(data_dir, "baseline")
+reporting.format_paired(reporting.paired_differences(data_dir, "baseline"))
 
 # %% [markdown]
 # Change against `enhanced`, the capacity control: what the components add at equal capacity
 # and settings.
 
 # %%
-reporting.paired_differences(data_dir, "enhanced")
+reporting.format_paired(reporting.paired_differences(data_dir, "enhanced"))
 
 # %% [markdown]
 # Loss curves of all experiments on shared axes (solid train, dashed validation, mean over seeds).
@@ -124,7 +144,7 @@ reporting.plot_qualitative_grid(data_dir, reporting.default_windows(data_dir))
 widgets.browse(data_dir)
 
 # %% [markdown]
-# Write `Results.md` and `results.csv` next to the runs.
+# Write `Results.md` and `results.csv` next to the runs (nothing when the folder does not exist).
 
 # %%
-reporting.write_report_files(data_dir)
+reporting.write_report_files(data_dir);
