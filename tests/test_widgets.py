@@ -190,3 +190,35 @@ def test_empty_folder_says_so(tmp_path):
     assert browser.current_window is None
     assert "No saved test windows" in browser.info.value
     assert "No saved test windows" in browser.figure().axes[0].texts[0].get_text()
+
+
+class FakeHandle:
+    def __init__(self, shown: list):
+        self.shown = shown
+
+    def update(self, bundle, raw=False):
+        self.shown.append(("update", bundle))
+
+
+def test_progress_in_a_kernel_is_one_text_line_updated_in_place_not_a_widget(monkeypatch):
+    """Under papermill or nbconvert the saved output is the final line, never a blank widget."""
+    import IPython
+    import IPython.display
+
+    from storylib import io as storylib_io
+
+    shown: list = []
+    monkeypatch.setattr(IPython, "get_ipython", lambda: type("Shell", (), {"kernel": object()})())
+
+    def fake_display(bundle, raw=False, display_id=False):
+        shown.append(("display", bundle, raw, display_id))
+        return FakeHandle(shown)
+
+    monkeypatch.setattr(IPython.display, "display", fake_display)
+    assert list(storylib_io.progress(range(3), desc="epoch 1", enabled=True)) == [0, 1, 2]
+    assert shown[0] == ("display", {"text/plain": "epoch 1"}, True, True)
+    kinds = {entry[0] for entry in shown}
+    assert kinds == {"display", "update"}                              # one display, then updates of it
+    final = shown[-1][1]
+    assert set(final) == {"text/plain"} and final["text/plain"].startswith("epoch 1: 100%")
+    assert "3/3" in final["text/plain"]
