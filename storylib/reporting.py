@@ -66,7 +66,7 @@ IMAGE_TABLE = ("n_seeds", "image_mae", "image_mse", "image_ssim", "image_psnr", 
 TEXT_TABLE = ("n_seeds", "text_perplexity", "bleu", "chrf", "rouge_l")
 # Figure geometry: shown unscaled in report.html (a column of about 1,158 px) and in a notebook.
 FIGURE_DPI = 100
-PAGE_WIDTH_INCHES = 11.0
+PAGE_WIDTH_INCHES = 10.8          # 1,080 px; a tight bounding box adds about 11 px
 MIN_FONT_PT = 9.0
 LOSS_TERMS = ("loss", "image", "text", "context", "kl")
 VERDICTS = ("better", "worse", "no clear difference")
@@ -397,7 +397,8 @@ def format_paired(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`paired_differences` for reading: indexed by experiment and metric, means and the
     difference with the metric's decimals, the interval as one "[low, high]" column."""
     rows = []
-    for record in table.to_dict("records"):
+    records = sorted(table.to_dict("records"), key=lambda r: experiment_sort_key(r["experiment"]))   # stable
+    for record in records:
         decimals = DECIMALS.get(record["metric"], 4)
 
         def number(value: float) -> str:
@@ -582,9 +583,10 @@ def panel_figure(rows: Sequence[Sequence[Panel]], columns: int = 5, caption_line
     shapes = [panel[0].shape[-2:] for line in lines for panel in line if panel[0] is not None]
     height, width = shapes[0] if shapes else (1, 2)
     panel_width = PAGE_WIDTH_INCHES / columns
-    text_inches = (caption_lines + 1.5) * MIN_FONT_PT * 1.3 / 72       # caption lines and the title
+    text_inches = (caption_lines + 2.5) * MIN_FONT_PT * 1.3 / 72       # captions, the title, a gap
     figure = Figure(figsize=(PAGE_WIDTH_INCHES, len(lines) * (panel_width * height / width + text_inches)
                              + (0.5 if title else 0.0)), dpi=FIGURE_DPI, layout="constrained")
+    figure.get_layout_engine().set(h_pad=0.12)        # a title never touches the captions above it
     axes = figure.subplots(len(lines), columns, squeeze=False)
     for row, line in enumerate(lines):
         for column in range(columns):

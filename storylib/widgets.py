@@ -340,7 +340,7 @@ class FrameBrowser:
         predictions, samples = [], []
         for prediction in view["predictions"]:
             caption = short_text(prediction["text"], max_lines=2) + "\n" + short_text(
-                _metrics_text(prediction["metrics"]), max_lines=2)
+                _metrics_text(prediction["metrics"]), max_lines=3)
             predictions.append((prediction["frame"], f"{prediction['experiment']} (seed {prediction['seed']})", caption))
             if prediction["samples"] is not None:
                 samples += [(sample, f"{prediction['experiment']} sample {k + 1}", "")
@@ -349,7 +349,7 @@ class FrameBrowser:
         floors = " · ".join(f"{name} MAE {values['image_mae']:.3f}" for name, values in view["floors"].items()
                             if "image_mae" in values)
         title = f"window {view['window']} (story {view['story_id']})" + (f"\nfloors: {floors}" if floors else "")
-        return panel_figure(rows, title=title)
+        return panel_figure(rows, caption_lines=5, title=title)
 
     def mime_bundle(self) -> dict:
         """The widget view and a PNG of the same view in one display: a front end with widgets
