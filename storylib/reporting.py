@@ -28,7 +28,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from storylib.io import atomic_write_text
+from storylib.io import atomic_save_npz, atomic_write_json, atomic_write_text
 
 # Every metric of test_metrics.json that the comparison shows, in display order.
 CONTRACT_METRICS = (
@@ -558,13 +558,43 @@ class ResultsFolder:
         return table.loc[window_index].to_dict()
 
 
-def default_windows(data_dir: Path | str, count: int = 4) -> list[int]:
-    """``count`` fixed, evenly spaced saved test windows (the same ones on every rebuild)."""
-    indices = ResultsFolder(data_dir).window_indices
+def evenly_spaced(indices: Sequence[int], count: int) -> list[int]:
+    """``count`` of ``indices``, evenly spaced from the first to the last (all when fewer)."""
     if not len(indices):
         return []
     positions = np.unique(np.linspace(0, len(indices) - 1, num=min(count, len(indices))).round().astype(int))
     return [int(indices[p]) for p in positions]
+
+
+def default_windows(data_dir: Path | str, count: int = 4) -> list[int]:
+    """``count`` fixed, evenly spaced saved test windows (the same ones on every rebuild)."""
+    return evenly_spaced(ResultsFolder(data_dir).window_indices, count)
+
+
+SUBSET_FILE = "saved_windows_subset.json"
+
+
+def keep_saved_window_subset(data_dir: Path | str, count: int) -> list[int]:
+    """Shrink a results folder for committing: keep the frames and predicted frames (and VAE
+    samples) of ``count`` evenly spaced test windows only, in ``test_windows.npz`` and every
+    ``predictions.npz``. Metrics stay for every window (``predictions.csv``, tables, bootstrap);
+    ``saved_windows_subset.json`` records the subset, and the frame browser says so.
+
+    A local run saves every test window; this is for the committed reference only.
+    """
+    data_dir = Path(data_dir)
+    folder = ResultsFolder(data_dir)
+    total = len(folder.window_indices)
+    kept = evenly_spaced(folder.window_indices, count)
+    positions = [folder.position(w) for w in kept]
+    atomic_save_npz(data_dir / "test_windows.npz", window_index=np.asarray(kept), frames=folder.frames[positions])
+    for path in data_dir.glob("*/seed*/predictions.npz"):
+        with np.load(path) as loaded:
+            arrays = {name: loaded[name] for name in loaded.files}
+        keep = np.isin(arrays["window_index"], kept)
+        atomic_save_npz(path, **{name: values[keep] for name, values in arrays.items()})
+    atomic_write_json(data_dir / SUBSET_FILE, {"kept": len(kept), "of": total, "window_index": kept})
+    return kept
 
 
 # (image or None, title, caption) of one panel of a figure of frames

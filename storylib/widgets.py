@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -30,8 +31,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from PIL import Image as PILImage
 
-from storylib.reporting import (MIN_FONT_PT, Panel, ResultsFolder, floor_row_label, frame_to_hwc, panel_figure,
-                                short_text)
+from storylib.reporting import (MIN_FONT_PT, SUBSET_FILE, Panel, ResultsFolder, floor_row_label, frame_to_hwc,
+                                panel_figure, short_text)
 
 ORDERS = ("window order", "worst first", "best first")
 SHOWN_METRICS = (("image_mae", "MAE", 3), ("image_ssim", "SSIM", 3), ("image_psnr", "PSNR", 1),
@@ -119,6 +120,10 @@ class FrameBrowser:
 
         self.folder = ResultsFolder(data_dir)
         self.image_width = image_width
+        subset = self.folder.data_dir / SUBSET_FILE
+        recorded = json.loads(subset.read_text()) if subset.is_file() else None
+        self._subset_note = (f"frames saved for {recorded['kept']} of {recorded['of']} test windows "
+                             "(a subset kept to stay small)" if recorded else "")
         width = f"{image_width}px"
         count = len(self.folder.window_indices)
         self.slider = widgets.IntSlider(value=0, min=0, max=max(count - 1, 0), description="position in order",
@@ -292,7 +297,8 @@ class FrameBrowser:
             return
         self.window_label.value = (f"<b>window {view['window']}</b> ({view['position'] + 1} of {view['count']}, "
                                    f"{view['order']})")
-        self.info.value = f"<b>window {view['window']}</b> · story {html.escape(str(view['story_id']))}"
+        self.info.value = f"<b>window {view['window']}</b> · story {html.escape(str(view['story_id']))}" + (
+            f" · {self._subset_note}" if self._subset_note else "")
         for i in range(4):
             self.context_images[i].value = png_bytes(view["frames"][i])
             self.context_texts[i].value = _CAPTION.format(f"<b>context {i + 1}</b>: {html.escape(view['texts'][i])}")

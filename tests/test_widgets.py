@@ -222,3 +222,20 @@ def test_progress_in_a_kernel_is_one_text_line_updated_in_place_not_a_widget(mon
     final = shown[-1][1]
     assert set(final) == {"text/plain"} and final["text/plain"].startswith("epoch 1: 100%")
     assert "3/3" in final["text/plain"]
+
+
+def test_a_committed_reference_can_keep_a_documented_subset_of_the_frames(data_dir):
+    from storylib import reporting
+
+    assert reporting.keep_saved_window_subset(data_dir, 2) == [3, 11]
+    with np.load(data_dir / "baseline" / "seed1" / "predictions.npz") as arrays:
+        assert arrays["window_index"].tolist() == [3, 11]
+        assert arrays["predicted_frame"][1, 0, 0, 0] == predicted_value("baseline", 1, 2)
+    with np.load(data_dir / "vae" / "seed0" / "predictions.npz") as arrays:
+        assert arrays["vae_samples"].shape[0] == 2
+    assert len(pd.read_csv(data_dir / "baseline" / "seed0" / "predictions.csv")) == 3    # metrics for all
+    browser = FrameBrowser(data_dir)
+    assert browser.window_order == [3, 11]
+    browser.slider.value = 1
+    assert pixel(browser.target_image.value)[0] == frame_value(2, 4)
+    assert "frames saved for 2 of 3 test windows" in browser.info.value
