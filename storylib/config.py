@@ -21,12 +21,32 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
-PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
+
+def packaged_params_dir() -> Path:
+    """Where the experiment and scale files are read from.
+
+    One source of truth, the top-level ``params/`` of the repository (the design card's
+    layout). A wheel or a non-editable install carries a copy as package data,
+    ``storylib/params/``: setuptools builds it from the top-level folder (``package-dir``
+    in ``pyproject.toml`` maps ``storylib.params`` onto ``params/``), so there is never a
+    second copy in the repository to keep in step. The packaged copy is read when the
+    installed package has one (``importlib.resources``); a checkout (editable install or
+    ``PYTHONPATH``) has none and reads the top-level folder, so an edit there takes effect
+    at once.
+    """
+    packaged = resources.files("storylib").joinpath("params")
+    if packaged.is_dir():          # installed packages are folders on disk (no zip imports)
+        return Path(str(packaged))
+    return Path(__file__).resolve().parent.parent / "params"
+
+
+PARAMS_DIR = packaged_params_dir()
 SCALES = ("smoke", "cpu", "full")
 
 
@@ -127,7 +147,7 @@ class EvalConfig:
     batch_size: int = _number(64, 1, 4096)
     max_generation_length: int = _number(60, 4, 512)
     # test windows whose predicted frames are saved (the first N); 0 = all
-    saved_prediction_windows: int = _number(48, 0)
+    saved_prediction_windows: int = _number(0, 0)
 
 
 @dataclass

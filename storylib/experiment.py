@@ -68,15 +68,25 @@ def _display(thing) -> None:
         pass
 
 
+def environment_override(variable: str, parameter: str, value: object) -> str | None:
+    """The value of ``variable`` when it is set and differs from ``value``, announced on stdout
+    (every time: a notebook whose parameter is overridden says so in its output)."""
+    override = os.environ.get(variable)
+    if not override or override == str(value):
+        return None
+    print(f"note: {variable}={override} in the environment overrides the parameter {parameter}={str(value)!r}")
+    return override
+
+
 def resolve_scale(scale: str) -> str:
     """``STORYLIB_SCALE``, when set, overrides ``scale`` (nbval runs the notebooks in smoke mode)."""
-    return os.environ.get("STORYLIB_SCALE") or scale
+    return environment_override("STORYLIB_SCALE", "scale", scale) or scale
 
 
 def resolve_results_dir(results_dir: str | Path) -> Path:
     """``STORYLIB_RESULTS_DIR``, when set, overrides ``results_dir`` (tests keep the notebooks'
     smoke runs out of the repository's ``results/``)."""
-    return Path(os.environ.get("STORYLIB_RESULTS_DIR") or results_dir)
+    return Path(environment_override("STORYLIB_RESULTS_DIR", "results_dir", results_dir) or results_dir)
 
 
 def planned_config(

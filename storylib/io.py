@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, TypeVar
 
@@ -80,13 +81,40 @@ def is_interactive() -> bool:
     return sys.stderr.isatty()
 
 
+def _kernel_shell() -> Any:
+    """The IPython shell of a notebook kernel, or None (terminal, script)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with ipykernel
+        return None
+    shell = get_ipython()
+    return shell if shell is not None and hasattr(shell, "kernel") else None
+
+
 def progress(iterable: Iterable[T], total: int | None = None, desc: str = "", enabled: bool | None = None) -> Iterator[T]:
-    """tqdm when interactive, a bare iterator otherwise."""
+    """tqdm in a terminal; in a notebook kernel one line of text updated in place (a display
+    with an id, never a widget, so a saved or converted notebook keeps the final line); a bare
+    iterator when not interactive."""
     if enabled is None:
         enabled = is_interactive()
     if not enabled:
         yield from iterable
         return
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
-    yield from tqdm(iterable, total=total, desc=desc, leave=False)
+    if _kernel_shell() is None:
+        yield from tqdm(iterable, total=total, desc=desc, leave=False)
+        return
+    from IPython.display import display
+
+    if total is None and hasattr(iterable, "__len__"):
+        total = len(iterable)  # type: ignore[arg-type]
+    handle = display({"text/plain": desc}, raw=True, display_id=True)
+    started = shown_at = time.monotonic()
+    count = 0
+    for count, item in enumerate(iterable, start=1):
+        yield item
+        if time.monotonic() - shown_at >= 0.5 and count != total:
+            shown_at = time.monotonic()
+            handle.update({"text/plain": tqdm.format_meter(count, total, shown_at - started, prefix=desc)}, raw=True)
+    handle.update({"text/plain": tqdm.format_meter(count, total, time.monotonic() - started, prefix=desc)}, raw=True)

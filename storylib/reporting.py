@@ -7,7 +7,11 @@ is a paired percentile bootstrap over test windows (per-window metrics averaged 
 first), because seed-to-seed spread alone says nothing about which windows improved.
 
 Figures are built with :class:`matplotlib.figure.Figure` (not pyplot), so a notebook cell that
-returns one shows it exactly once and nothing accumulates in pyplot's figure registry.
+returns one shows it exactly once and nothing accumulates in pyplot's figure registry. They are
+at most :data:`PAGE_WIDTH_INCHES` wide at :data:`FIGURE_DPI`, so a notebook or ``report.html``
+shows them unscaled and no text in them is smaller than :data:`MIN_FONT_PT`. Tables shown in the
+notebook have few columns and formatted numbers; every path printed is relative to the results
+folder (the ``<data>-<scale>`` folder is named, never the machine's absolute path).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from storylib.io import atomic_write_text
+from storylib.io import atomic_save_npz, atomic_write_json, atomic_write_text
 
 # Every metric of test_metrics.json that the comparison shows, in display order.
 CONTRACT_METRICS = (
@@ -54,8 +58,16 @@ DECIMALS = {
 }
 # Baseline first, the capacity control second: the two references of every comparison.
 EXPERIMENT_ORDER = ("baseline", "enhanced", "crossmodal", "vae", "both", "residual_decoder")
-IMAGE_FLOORS = ("median_image", "mean_image", "copy_last_frame")
-FLOOR_ORDER = (*IMAGE_FLOORS, "unigram", "copy_last_description")
+IMAGE_FLOORS = ("median_image", "mean_image", "copy_last_frame", "motion_extrapolation", "analogue")
+# Display order of the floors of floors.json; any other floor there is shown after these.
+FLOOR_ORDER = (*IMAGE_FLOORS, "oracle_best_context", "unigram", "copy_last_description")
+# The columns of the two metric tables shown in the notebook (Results.md keeps the whole table).
+IMAGE_TABLE = ("n_seeds", "image_mae", "image_mse", "image_ssim", "image_psnr", "prediction_spread")
+TEXT_TABLE = ("n_seeds", "text_perplexity", "bleu", "chrf", "rouge_l")
+# Figure geometry: shown unscaled in report.html (a column of about 1,158 px) and in a notebook.
+FIGURE_DPI = 100
+PAGE_WIDTH_INCHES = 10.8          # 1,080 px; a tight bounding box adds about 11 px
+MIN_FONT_PT = 9.0
 LOSS_TERMS = ("loss", "image", "text", "context", "kl")
 VERDICTS = ("better", "worse", "no clear difference")
 
@@ -145,18 +157,47 @@ def results_folder(results_dir: Path | str, data: str, scale: str) -> Path:
     return resolve_results_dir(results_dir) / f"{source_label(resolve_source(data))}-{resolve_scale(scale)}"
 
 
+def data_and_scale(data_dir: Path | str) -> tuple[str, str]:
+    """(data label, scale) of a ``<data>-<scale>`` folder name, e.g. ("synthetic", "cpu")."""
+    label, _, scale = Path(data_dir).name.rpartition("-")
+    return (label, scale) if label else (Path(data_dir).name, "")
+
+
+def report_title(data_dir: Path | str) -> str:
+    """"Comparison report: synthetic data, cpu scale" for ``.../synthetic-cpu``."""
+    label, scale = data_and_scale(data_dir)
+    return f"Comparison report: {label} data" + (f", {scale} scale" if scale else "")
+
+
 def no_runs_message(data_dir: Path | str) -> str:
     return (
-        f"No finished runs under {Path(data_dir)} yet: every table and figure of this report stays "
+        f"No finished runs in {Path(data_dir).name} yet: every table and figure of this report stays "
         "empty. Run `python run_all.py` (or notebooks/02_experiment.ipynb) with the same data and "
         "scale first."
     )
 
 
+def _show_markdown(text: str) -> None:
+    """Markdown in a notebook, plain text elsewhere."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+    except ImportError:  # pragma: no cover - IPython comes with ipykernel
+        get_ipython = None
+    if get_ipython is not None and get_ipython() is not None:
+        display(Markdown(text))
+    else:
+        print(text)
+
+
 def describe_runs(data_dir: Path | str) -> str:
-    """One paragraph saying what the folder holds (or that it holds nothing yet); also printed."""
+    """The report's title (data and scale) and one paragraph saying what the folder holds (or
+    that it holds nothing yet); also shown."""
     runs = collect_runs(data_dir)
-    if runs.empty:
+    if not Path(data_dir).is_dir():
+        text = (f"There is no results folder {Path(data_dir).name} here (results_dir and data/scale "
+                "parameters): nothing to report, and this notebook writes nothing.")
+    elif runs.empty:
         text = no_runs_message(data_dir)
     else:
         seeds = runs.groupby("experiment")["seed"].nunique()
@@ -168,8 +209,9 @@ def describe_runs(data_dir: Path | str) -> str:
             value = floors.get(key, runs[key].iloc[0] if key in runs else None)
             if value is not None and not (isinstance(value, float) and math.isnan(value)):
                 facts.append(f"{key.replace('_', ' ')}: {value}")
-        text = f"{Path(data_dir)}: {listed}." + (f" {'; '.join(facts)}." if facts else "")
-    print(text)
+        text = f"{Path(data_dir).name}: {listed}." + (f" {'; '.join(facts)}." if facts else "")
+    text = f"## {report_title(data_dir)}\n\n{text}"
+    _show_markdown(text)
     return text
 
 
@@ -193,12 +235,20 @@ def _format_single(value: object, decimals: int) -> str:
     return f"{float(value):.{decimals}f}"
 
 
-def summary_table(runs: pd.DataFrame, floors: dict) -> pd.DataFrame:
-    """Experiments (mean ± sd over seeds) and floors (``"floor: <name>"`` rows) in one table.
+def floor_row_label(name: str) -> str:
+    """``floor: <name>``; an oracle (it sees the truth) is a ``reference: <name>``, not a floor."""
+    return f"reference: {name}" if name.startswith("oracle") else f"floor: {name}"
 
-    Columns: ``n_seeds``, ``num_params``, ``train_seconds``, ``stories_per_second`` and every
-    contract metric; a floor fills only the metrics it defines ("—" elsewhere).
+
+def summary_table(runs: pd.DataFrame, floors: dict, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Experiments (mean ± sd over seeds) and every floor of ``floors.json`` as rows of one table.
+
+    Columns: ``columns`` (e.g. :data:`IMAGE_TABLE`, :data:`TEXT_TABLE`), by default ``n_seeds``,
+    ``num_params``, ``train_seconds``, ``stories_per_second`` and every contract metric; a floor
+    fills only the metrics it defines ("—" elsewhere), and a floor with none of ``columns`` is
+    left out.
     """
+    chosen = list(columns) if columns is not None else None
     columns = ["n_seeds", *RUN_FACTS, *CONTRACT_METRICS]
     rows: dict[str, dict[str, str]] = {}
     if not runs.empty:
@@ -217,10 +267,11 @@ def summary_table(runs: pd.DataFrame, floors: dict) -> pd.DataFrame:
         for metric, value in values.items():
             if metric in CONTRACT_METRICS:
                 row[metric] = _format_single(value, DECIMALS.get(metric, 4))
-        rows[f"floor: {name}"] = row
+        if chosen is None or any(row[c] != "—" for c in chosen if c != "n_seeds"):
+            rows[floor_row_label(name)] = row
     table = pd.DataFrame.from_dict(rows, orient="index", columns=columns)
     table.index.name = "experiment"
-    return table
+    return table if chosen is None else table[chosen]
 
 
 # (column, config path) of the settings the experiment table shows
@@ -233,9 +284,18 @@ CONFIG_COLUMNS = (
 )
 
 
-def experiment_table(data_dir: Path | str) -> pd.DataFrame:
+# The parts of the experiment table, each narrow enough for a page.
+EXPERIMENT_PARTS = {
+    "cost": ("description", "num_params", "n_seeds", "train_seconds", "stories_per_second"),
+    "model": ("latent_dim", "attention", "vae", "image_decoder", "text_decoder"),
+    "training": ("epochs", "batch_size", "lr", "schedule", "image_weight", "text_weight"),
+}
+
+
+def experiment_table(data_dir: Path | str, part: str | None = None) -> pd.DataFrame:
     """One row per experiment: its settings (config.yaml of its first seed), parameter count,
-    training time and stories/s (mean ± sd over seeds)."""
+    training time and stories/s (mean ± sd over seeds); ``part`` (a key of
+    :data:`EXPERIMENT_PARTS`) keeps only those columns."""
     import yaml
 
     runs = collect_runs(data_dir)
@@ -255,6 +315,8 @@ def experiment_table(data_dir: Path | str) -> pd.DataFrame:
         rows[experiment] = row
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "experiment"
+    if part is not None:
+        table = table.reindex(columns=list(EXPERIMENT_PARTS[part]))
     return table
 
 
@@ -331,14 +393,35 @@ def paired_differences(data_dir: Path | str, reference: str, metric: str | Seque
     return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
 
 
+def format_paired(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`paired_differences` for reading: indexed by experiment and metric, means and the
+    difference with the metric's decimals, the interval as one "[low, high]" column."""
+    rows = []
+    records = sorted(table.to_dict("records"), key=lambda r: experiment_sort_key(r["experiment"]))   # stable
+    for record in records:
+        decimals = DECIMALS.get(record["metric"], 4)
+
+        def number(value: float) -> str:
+            return _format_single(value, decimals)
+
+        rows.append({"experiment": record["experiment"], "metric": record["metric"],
+                     "windows": int(record["n_windows"]), f"{record['reference']} mean": number(record["reference_mean"]),
+                     "experiment mean": number(record["experiment_mean"]), "difference": number(record["difference"]),
+                     "95% CI": f"[{number(record['ci_low'])}, {number(record['ci_high'])}]",
+                     "verdict": record["verdict"]})
+    if not rows:
+        return pd.DataFrame(columns=["experiment", "metric"]).set_index(["experiment", "metric"])
+    return pd.DataFrame(rows).set_index(["experiment", "metric"])
+
+
 # --------------------------------------------------------------------------- figures
 
 
 def _message_figure(text: str) -> Figure:
-    figure = Figure(figsize=(7, 1.2))
+    figure = Figure(figsize=(PAGE_WIDTH_INCHES * 0.8, 1.2), dpi=FIGURE_DPI)
     axis = figure.add_subplot()
     axis.axis("off")
-    axis.text(0.5, 0.5, textwrap.fill(text, 90), ha="center", va="center", fontsize=10)
+    axis.text(0.5, 0.5, textwrap.fill(text, 110), ha="center", va="center", fontsize=10)
     return figure
 
 
@@ -357,8 +440,11 @@ def plot_loss_curves(data_dir: Path | str) -> Figure:
     histories = {e: h for e, h in histories.items() if not h.empty}
     if not histories:
         return _message_figure(no_runs_message(data_dir))
-    figure = Figure(figsize=(3.2 * len(LOSS_TERMS), 3.2), layout="constrained")
-    axes = figure.subplots(1, len(LOSS_TERMS), sharex=True)
+    columns = 3
+    rows = -(-(len(LOSS_TERMS) + 1) // columns)          # one more panel for the legend
+    figure = Figure(figsize=(PAGE_WIDTH_INCHES, 3.0 * rows), dpi=FIGURE_DPI, layout="constrained")
+    grid = figure.subplots(rows, columns, squeeze=False).ravel()
+    axes, spare = grid[: len(LOSS_TERMS)], grid[len(LOSS_TERMS):]
     colours = {e: f"C{i % 10}" for i, e in enumerate(histories)}
     for axis, term in zip(axes, LOSS_TERMS):
         for experiment, history in histories.items():
@@ -371,8 +457,12 @@ def plot_loss_curves(data_dir: Path | str) -> Figure:
         axis.set_xlabel("epoch")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
-    axes[0].set_ylabel("loss (mean over seeds)")
-    axes[-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    for axis in axes[::columns]:
+        axis.set_ylabel("loss (mean over seeds)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    for axis in spare:
+        axis.axis("off")
+    spare[0].legend(handles, labels, fontsize=MIN_FONT_PT, loc="center", ncols=1 if len(labels) <= 12 else 2)
     return figure
 
 
@@ -381,7 +471,7 @@ def frame_to_hwc(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(frame, (1, 2, 0)))
 
 
-def short_text(text: object, width: int = 24, max_lines: int = 4) -> str:
+def short_text(text: object, width: int = 28, max_lines: int = 4) -> str:
     lines = textwrap.wrap(str(text) if isinstance(text, str) else "", width)
     if len(lines) > max_lines:
         lines = lines[:max_lines]
@@ -468,51 +558,111 @@ class ResultsFolder:
         return table.loc[window_index].to_dict()
 
 
-def default_windows(data_dir: Path | str, count: int = 4) -> list[int]:
-    """``count`` fixed, evenly spaced saved test windows (the same ones on every rebuild)."""
-    indices = ResultsFolder(data_dir).window_indices
+def evenly_spaced(indices: Sequence[int], count: int) -> list[int]:
+    """``count`` of ``indices``, evenly spaced from the first to the last (all when fewer)."""
     if not len(indices):
         return []
     positions = np.unique(np.linspace(0, len(indices) - 1, num=min(count, len(indices))).round().astype(int))
     return [int(indices[p]) for p in positions]
 
 
-def plot_qualitative_grid(data_dir: Path | str, window_indices: Sequence[int],
-                          experiments: Sequence[str] | None = None) -> Figure:
-    """Rows: test windows. Columns: 4 context frames, the truth, each experiment's prediction
-    (its first seed), each with its description or generated text underneath."""
+def default_windows(data_dir: Path | str, count: int = 4) -> list[int]:
+    """``count`` fixed, evenly spaced saved test windows (the same ones on every rebuild)."""
+    return evenly_spaced(ResultsFolder(data_dir).window_indices, count)
+
+
+SUBSET_FILE = "saved_windows_subset.json"
+
+
+def keep_saved_window_subset(data_dir: Path | str, count: int) -> list[int]:
+    """Shrink a results folder for committing: keep the frames and predicted frames (and VAE
+    samples) of ``count`` evenly spaced test windows only, in ``test_windows.npz`` and every
+    ``predictions.npz``. Metrics stay for every window (``predictions.csv``, tables, bootstrap);
+    ``saved_windows_subset.json`` records the subset, and the frame browser says so.
+
+    A local run saves every test window; this is for the committed reference only.
+    """
+    data_dir = Path(data_dir)
     folder = ResultsFolder(data_dir)
-    experiments = list(experiments) if experiments is not None else folder.experiments
-    window_indices = [int(w) for w in window_indices if int(w) in set(folder.window_indices.tolist())]
-    if not window_indices or not experiments:
-        return _message_figure(no_runs_message(data_dir) if not experiments
-                               else f"No saved test windows (test_windows.npz) under {folder.data_dir}.")
-    columns = 5 + len(experiments)
-    frame_height, frame_width = folder.window_frames(window_indices[0]).shape[-2:]
-    # per row: the frame, its title above and about five lines of text below
-    row_height = 2.1 * frame_height / frame_width + 1.0
-    figure = Figure(figsize=(2.1 * columns, row_height * len(window_indices)), layout="constrained")
-    axes = np.atleast_2d(figure.subplots(len(window_indices), columns, squeeze=False))
-    for row, window in enumerate(window_indices):
-        frames, texts = folder.window_frames(window), folder.window_texts(window)
-        panels = [(frames[i], f"context {i + 1}", texts[i]) for i in range(4)]
-        panels.append((frames[4], "truth", texts[4]))
-        for experiment in experiments:
-            metrics = folder.window_metrics(experiment, window)
-            mae = metrics.get("image_mae")
-            title = experiment + (f" (MAE {float(mae):.3f})" if mae not in (None, "") else "")
-            panels.append((folder.predicted_frame(experiment, window), title, metrics.get("generated_text", "")))
-        for column, (image, title, text) in enumerate(panels):
+    total = len(folder.window_indices)
+    kept = evenly_spaced(folder.window_indices, count)
+    positions = [folder.position(w) for w in kept]
+    atomic_save_npz(data_dir / "test_windows.npz", window_index=np.asarray(kept), frames=folder.frames[positions])
+    for path in data_dir.glob("*/seed*/predictions.npz"):
+        with np.load(path) as loaded:
+            arrays = {name: loaded[name] for name in loaded.files}
+        keep = np.isin(arrays["window_index"], kept)
+        atomic_save_npz(path, **{name: values[keep] for name, values in arrays.items()})
+    atomic_write_json(data_dir / SUBSET_FILE, {"kept": len(kept), "of": total, "window_index": kept})
+    return kept
+
+
+# (image or None, title, caption) of one panel of a figure of frames
+Panel = tuple[np.ndarray | None, str, str]
+
+
+def panel_figure(rows: Sequence[Sequence[Panel]], columns: int = 5, caption_lines: int = 4,
+                 title: str | None = None) -> Figure:
+    """Frames in rows of at most ``columns`` panels, each titled and captioned underneath.
+
+    The figure is :data:`PAGE_WIDTH_INCHES` wide and every text :data:`MIN_FONT_PT` or larger,
+    so a notebook or report.html shows the captions readable without scaling. A row longer than
+    ``columns`` continues on the next line; empty places stay blank.
+    """
+    lines = [list(row[i:i + columns]) for row in rows for i in range(0, max(len(row), 1), columns)]
+    shapes = [panel[0].shape[-2:] for line in lines for panel in line if panel[0] is not None]
+    height, width = shapes[0] if shapes else (1, 2)
+    panel_width = PAGE_WIDTH_INCHES / columns
+    text_inches = (caption_lines + 2.5) * MIN_FONT_PT * 1.3 / 72       # captions, the title, a gap
+    figure = Figure(figsize=(PAGE_WIDTH_INCHES, len(lines) * (panel_width * height / width + text_inches)
+                             + (0.5 if title else 0.0)), dpi=FIGURE_DPI, layout="constrained")
+    figure.get_layout_engine().set(h_pad=0.12)        # a title never touches the captions above it
+    axes = figure.subplots(len(lines), columns, squeeze=False)
+    for row, line in enumerate(lines):
+        for column in range(columns):
             axis = axes[row, column]
+            if column >= len(line):
+                axis.axis("off")
+                continue
+            image, panel_title, caption = line[column]
             axis.set_xticks([])
             axis.set_yticks([])
             if image is not None:
                 axis.imshow(frame_to_hwc(image))
             else:
-                axis.text(0.5, 0.5, "not saved", ha="center", va="center", fontsize=8)
-            axis.set_title(f"w{window} {title}" if column == 0 else title, fontsize=8)
-            axis.set_xlabel(short_text(text), fontsize=6.5)
+                axis.text(0.5, 0.5, "not saved", ha="center", va="center", fontsize=MIN_FONT_PT)
+            axis.set_title(panel_title, fontsize=MIN_FONT_PT)
+            axis.set_xlabel(caption, fontsize=MIN_FONT_PT)
+    if title:
+        figure.suptitle(title, fontsize=MIN_FONT_PT + 1)
     return figure
+
+
+def plot_qualitative_grid(data_dir: Path | str, window_indices: Sequence[int],
+                          experiments: Sequence[str] | None = None) -> Figure:
+    """Per test window: a row of the 4 context frames and the truth, then the experiments'
+    predictions (first seed) in rows of five, each with its description or generated text."""
+    folder = ResultsFolder(data_dir)
+    experiments = list(experiments) if experiments is not None else folder.experiments
+    window_indices = [int(w) for w in window_indices if int(w) in set(folder.window_indices.tolist())]
+    if not window_indices or not experiments:
+        return _message_figure(no_runs_message(data_dir) if not experiments
+                               else f"No saved test windows (test_windows.npz) in {folder.data_dir.name}.")
+    rows: list[list[Panel]] = []
+    for window in window_indices:
+        frames, texts = folder.window_frames(window), folder.window_texts(window)
+        context = [(frames[i], f"context {i + 1}", short_text(texts[i])) for i in range(4)]
+        context[0] = (frames[0], f"window {window} · context 1", context[0][2])
+        rows.append([*context, (frames[4], "truth", short_text(texts[4]))])
+        predictions = []
+        for experiment in experiments:
+            metrics = folder.window_metrics(experiment, window)
+            mae = metrics.get("image_mae")
+            title = experiment + (f" (MAE {float(mae):.3f})" if mae not in (None, "") else "")
+            predictions.append((folder.predicted_frame(experiment, window), title,
+                                short_text(metrics.get("generated_text", ""))))
+        rows.append(predictions)
+    return panel_figure(rows)
 
 
 # --------------------------------------------------------------------------- report files
@@ -544,8 +694,12 @@ def paired_table(data_dir: Path | str, references: Sequence[str] = ("baseline", 
 
 
 def write_report_files(data_dir: Path | str) -> dict[str, Path]:
-    """Write ``results.csv`` (one row per experiment × seed) and ``Results.md`` (the tables)."""
+    """Write ``results.csv`` (one row per experiment × seed) and ``Results.md`` (the tables), and
+    say so; a results folder that does not exist stays so (nothing written, an empty dict)."""
     data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        print(f"Nothing written: there is no results folder {data_dir.name}.")
+        return {}
     runs = collect_runs(data_dir)
     floors = load_floors(data_dir)
     buffer = StringIO()
@@ -570,4 +724,21 @@ def write_report_files(data_dir: Path | str) -> dict[str, Path]:
                       "95% CI over test windows, per-window values averaged over seeds)", "",
                       markdown_table(differences.drop(columns="reference"), index=False), ""]
     paths["results_md"] = atomic_write_text(data_dir / "Results.md", "\n".join(lines))
+    print(f"Wrote {', '.join(path.name for path in paths.values())} in {data_dir.name}.")
     return paths
+
+
+def report_html(notebook: Path | str, data_dir: Path | str) -> str:
+    """The executed comparison notebook as a standalone HTML page titled by its data and scale.
+
+    The widget state is dropped: a page has no kernel, so nbconvert then shows the static PNG
+    that every widget display of this package carries beside the widget view.
+    """
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    executed = nbformat.read(str(notebook), as_version=4)
+    executed.metadata.pop("widgets", None)
+    executed.metadata["title"] = report_title(data_dir)
+    body, _ = HTMLExporter().from_notebook_node(executed)
+    return body

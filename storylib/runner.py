@@ -169,7 +169,7 @@ def default_planned_hash(experiment: str, data: str, scale: str, seed: int) -> s
     return planned_config_hash(experiment, data, scale, seed)
 
 
-def plan_experiment_runs(experiments: Sequence[str], seeds: int, data: str, scale: str, results_dir: Path,
+def plan_experiment_runs(experiments: Sequence[str], seeds: int, data: str, scale: str, results_dir: Path | str,
                          data_dir: Path, notebooks_dir: Path, force: bool, planned_hash: PlannedHash) -> list[NotebookRun]:
     """Every experiment × seed, seed-major (all experiments' seed 0 finish first)."""
     runs = []
@@ -272,12 +272,11 @@ def execute_all(runs: Sequence[NotebookRun], jobs: int, cwd: Path, reporter: Pro
 
 
 def write_html_report(notebook: Path, html_path: Path) -> Path:
-    """Convert an executed notebook to a standalone HTML page (atomically)."""
-    import nbformat
-    from nbconvert import HTMLExporter
+    """Convert an executed notebook to a standalone HTML page (atomically), titled by the data
+    and scale of its folder (:func:`storylib.reporting.report_html`)."""
+    from storylib.reporting import report_html
 
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(notebook), as_version=4))
-    return atomic_write_text(html_path, body)
+    return atomic_write_text(html_path, report_html(notebook, html_path.parent))
 
 
 def print_summary(data_dir: Path) -> None:
@@ -322,11 +321,13 @@ def main(argv: Sequence[str] | None = None, *, notebooks_dir: Path | str | None 
     if os.environ.get("STORYLIB_SCALE"):
         print(f"note: STORYLIB_SCALE={os.environ['STORYLIB_SCALE']} is ignored by run_all.py (scale {scale} is used)")
 
-    exploration_parameters = {"data": data, "scale": scale, "results_dir": str(results_dir)}
+    # relative to the kernels' working folder, so no executed notebook or report shows this machine's paths
+    kernel_results_dir = os.path.relpath(results_dir, notebooks_dir)
+    exploration_parameters = {"data": data, "scale": scale, "results_dir": kernel_results_dir}
     exploration = NotebookRun("01_data_exploration", notebooks_dir / EXPLORATION_NOTEBOOK,
                               data_dir / "data_exploration.ipynb", exploration_parameters)
     exploration.reused = not args.force and exploration_reusable(exploration.output, exploration_parameters)
-    experiment_runs = plan_experiment_runs(experiments, args.seeds, data, scale, results_dir, data_dir, notebooks_dir,
+    experiment_runs = plan_experiment_runs(experiments, args.seeds, data, scale, kernel_results_dir, data_dir, notebooks_dir,
                                            args.force, planned_hash or default_planned_hash)
     report = NotebookRun("03_comparison_report", notebooks_dir / REPORT_NOTEBOOK,
                          data_dir / "comparison_report.ipynb", dict(exploration_parameters))

@@ -2,19 +2,27 @@
 
 One results folder (``<results>/<data>-<scale>``), one test window at a time: the 4 context
 frames with their descriptions, the true target, each chosen experiment's predicted frame and
-generated description with its per-window metrics, and the floors' per-window metrics beside
-them. Windows can be stepped through in window order or ordered by error (the mean image MAE
-over the chosen experiments), worst or best first: the quickest way to see a collapsed model.
+generated description with its per-window metrics (and their spread over the seeds), VAE
+samples, and every floor's per-window metrics beside them. Windows can be stepped through in
+window order or ordered by error (the mean image MAE over the chosen experiments), worst or
+best first: the quickest way to see a collapsed model. The slider gives the *position* in that
+order; the window number is shown beside it.
 
 Rendering uses ``widgets.Image`` (PNG bytes) and ``widgets.HTML`` only: an ``Output`` widget
-breaks nbval. Without a widget front end (papermill, nbconvert, plain python),
-:meth:`FrameBrowser.show` returns a static matplotlib figure of the same view.
+breaks nbval. The view is laid out for a notebook 1,200 px wide (five 200 px columns; rows wrap).
+
+What a notebook shows does not depend on guessing the front end: :meth:`FrameBrowser.show`
+displays one mime bundle holding the widget view *and* a static PNG of the same view. JupyterLab
+renders the widget; papermill, nbconvert and report.html (no widget state, no kernel) show the
+picture. Outside IPython it returns the static figure.
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import io
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -23,13 +31,18 @@ import pandas as pd
 from matplotlib.figure import Figure
 from PIL import Image as PILImage
 
-from storylib.io import is_interactive
-from storylib.reporting import ResultsFolder, frame_to_hwc, short_text
+from storylib.reporting import (MIN_FONT_PT, SUBSET_FILE, Panel, ResultsFolder, floor_row_label, frame_to_hwc,
+                                panel_figure, short_text)
 
 ORDERS = ("window order", "worst first", "best first")
 SHOWN_METRICS = (("image_mae", "MAE", 3), ("image_ssim", "SSIM", 3), ("image_psnr", "PSNR", 1),
                  ("text_perplexity", "ppl", 1), ("chrf", "chrF", 1), ("bleu", "BLEU", 1),
                  ("rouge_l", "ROUGE-L", 1))
+# metrics whose spread over seeds is shown under each prediction
+SPREAD_METRICS = ("image_mae", "chrf")
+NOTEBOOK_WIDTH_PX = 1200
+_LABELLED = {"description_width": "initial"}          # labels never cut to the default 80 px
+_CAPTION = '<div style="white-space:normal;overflow-wrap:anywhere;line-height:1.35;font-size:12px">{}</div>'
 
 
 def png_bytes(frames: np.ndarray) -> bytes:
@@ -42,37 +55,89 @@ def png_bytes(frames: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def figure_png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=figure.dpi)
+    return buffer.getvalue()
+
+
+def _value(value: object) -> float | None:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if np.isfinite(number) else None
+
+
 def _metrics_text(values: dict) -> str:
     parts = []
     for key, label, decimals in SHOWN_METRICS:
-        value = values.get(key)
-        if value not in (None, "") and np.isfinite(float(value)):
-            parts.append(f"{label} {float(value):.{decimals}f}")
+        value = _value(values.get(key))
+        if value is not None:
+            parts.append(f"{label} {value:.{decimals}f}")
     return " · ".join(parts)
+
+
+def _spread_text(per_seed: dict[int, dict]) -> str:
+    """"over seeds 0, 1, 2: MAE 0.080–0.120 (sd 0.020) · chrF ..." for one window."""
+    if len(per_seed) < 2:
+        return ""
+    parts = []
+    for key, label, decimals in SHOWN_METRICS:
+        if key not in SPREAD_METRICS:
+            continue
+        values = [v for v in (_value(m.get(key)) for m in per_seed.values()) if v is not None]
+        if len(values) >= 2:
+            parts.append(f"{label} {min(values):.{decimals}f}–{max(values):.{decimals}f} "
+                         f"(sd {np.std(values, ddof=1):.{decimals}f})")
+    seeds = ", ".join(str(seed) for seed in per_seed)
+    return f"over seeds {seeds}: " + " · ".join(parts) if parts else ""
+
+
+def floor_metrics(row: dict, metrics: Sequence[str] = tuple(key for key, _, _ in SHOWN_METRICS)) -> dict[str, dict]:
+    """``{floor: {metric: value}}`` from one row of floor_windows.csv (columns
+    ``<floor>_<metric>``), for whatever floors the file holds, in its column order."""
+    floors: dict[str, dict] = {}
+    for column, value in row.items():
+        for metric in metrics:
+            if column.endswith(f"_{metric}") and _value(value) is not None:
+                floors.setdefault(column[: -len(metric) - 1], {})[metric] = float(value)
+                break
+    return floors
 
 
 class FrameBrowser:
     """ipywidgets browser over one results folder (see the module docstring).
 
-    ``slider`` picks a position in the current order, ``order`` the order, ``experiment_select``
-    the experiments shown; ``seed`` (default: each experiment's first seed) the run shown.
+    ``slider`` picks a position in the current order (``window_label`` names the window),
+    ``order`` the order, ``experiment_select`` the experiments shown, ``seed_select`` the seed
+    (an experiment without that seed shows its first one, and says so).
     """
 
     def __init__(self, data_dir: Path | str, experiments: Sequence[str] | None = None,
-                 seed: int | None = None, interactive: bool | None = None, image_width: int = 200):
+                 seed: int | None = None, image_width: int = 200):
         import ipywidgets as widgets
 
         self.folder = ResultsFolder(data_dir)
-        self.seed = seed
-        self.interactive = interactive
+        self.image_width = image_width
+        subset = self.folder.data_dir / SUBSET_FILE
+        recorded = json.loads(subset.read_text()) if subset.is_file() else None
+        self._subset_note = (f"frames saved for {recorded['kept']} of {recorded['of']} test windows "
+                             "(a subset kept to stay small)" if recorded else "")
         width = f"{image_width}px"
         count = len(self.folder.window_indices)
-        self.slider = widgets.IntSlider(value=0, min=0, max=max(count - 1, 0), description="window",
-                                        continuous_update=False)
-        self.order = widgets.Dropdown(options=ORDERS, value=ORDERS[0], description="order")
+        self.slider = widgets.IntSlider(value=0, min=0, max=max(count - 1, 0), description="position in order",
+                                        continuous_update=False, style=_LABELLED, layout={"width": "420px"})
+        self.window_label = widgets.HTML()
+        self.order = widgets.Dropdown(options=ORDERS, value=ORDERS[0], description="order", style=_LABELLED,
+                                      layout={"width": "220px"})
+        seeds = sorted({s for e in self.folder.experiments for s in self.folder.seeds(e)})
+        self.seed_select = widgets.Dropdown(options=seeds or [0], value=seed if seed in seeds else (seeds or [0])[0],
+                                            description="seed", style=_LABELLED, layout={"width": "140px"})
         chosen = tuple(experiments) if experiments is not None else tuple(self.folder.experiments)
-        self.experiment_select = widgets.SelectMultiple(options=tuple(self.folder.experiments), value=chosen,
-                                                        description="experiments", rows=min(6, max(2, len(chosen))))
+        self.experiment_select = widgets.SelectMultiple(
+            options=tuple(self.folder.experiments), value=chosen, description="experiments", style=_LABELLED,
+            rows=min(8, max(2, len(self.folder.experiments))), layout={"width": "420px"})
         self.info = widgets.HTML()
         self.context_images = [widgets.Image(format="png", layout={"width": width}) for _ in range(4)]
         self.context_texts = [widgets.HTML(layout={"width": width}) for _ in range(4)]
@@ -80,24 +145,29 @@ class FrameBrowser:
         self.target_text = widgets.HTML(layout={"width": width})
         self.prediction_images: dict[str, widgets.Image] = {}
         self.prediction_texts: dict[str, widgets.HTML] = {}
-        self.sample_images: dict[str, widgets.Image] = {}
+        self.sample_images: dict[str, list[widgets.Image]] = {}
         for experiment in self.folder.experiments:
             self.prediction_images[experiment] = widgets.Image(format="png", layout={"width": width})
             self.prediction_texts[experiment] = widgets.HTML(layout={"width": width})
-            self.sample_images[experiment] = widgets.Image(format="png", layout={"width": width})
-        self.predictions_box = widgets.HBox()
-        self.floors = widgets.HTML()
+            self.sample_images[experiment] = []
+        wrap = {"flex_flow": "row wrap", "max_width": f"{NOTEBOOK_WIDTH_PX}px"}
+        self.predictions_box = widgets.HBox(layout=wrap)
+        self.samples_box = widgets.VBox()
+        self.floors = widgets.HTML(layout={"max_width": f"{NOTEBOOK_WIDTH_PX}px"})
         columns = [widgets.VBox([image, text]) for image, text in zip(self.context_images, self.context_texts)]
         columns.append(widgets.VBox([self.target_image, self.target_text]))
         self.widget = widgets.VBox([
-            widgets.HBox([self.slider, self.order]), self.experiment_select, self.info,
-            widgets.HBox(columns), self.predictions_box, self.floors,
-        ])
+            widgets.HBox([self.slider, self.window_label], layout=wrap),
+            widgets.HBox([self.order, self.seed_select], layout=wrap),
+            self.experiment_select, self.info,
+            widgets.HBox(columns, layout=wrap), self.predictions_box, self.samples_box, self.floors,
+        ], layout={"max_width": f"{NOTEBOOK_WIDTH_PX}px"})
         self._widgets = widgets
         self._ordered: list[int] = []
         self.slider.observe(self._on_position, names="value")
         self.order.observe(self._on_order, names="value")
         self.experiment_select.observe(self._on_experiments, names="value")
+        self.seed_select.observe(self._on_experiments, names="value")
         self._reorder()
         self._refresh()
 
@@ -108,6 +178,10 @@ class FrameBrowser:
         return list(self.experiment_select.value)
 
     @property
+    def seed(self) -> int:
+        return int(self.seed_select.value)
+
+    @property
     def window_order(self) -> list[int]:
         """window_index values in the current order."""
         return list(self._ordered)
@@ -116,11 +190,16 @@ class FrameBrowser:
     def current_window(self) -> int | None:
         return self._ordered[self.slider.value] if self._ordered else None
 
+    def seed_of(self, experiment: str) -> int | None:
+        """The chosen seed, or the experiment's first seed when it has no run with that seed."""
+        seeds = self.folder.seeds(experiment)
+        return self.seed if self.seed in seeds else (seeds[0] if seeds else None)
+
     def mean_image_mae(self) -> pd.Series:
         """Per saved window, the image MAE averaged over the chosen experiments (NaN if none)."""
         values = {}
         for experiment in self.experiments:
-            table, _ = self.folder.predictions(experiment, self.seed)
+            table, _ = self.folder.predictions(experiment, self.seed_of(experiment))
             if "image_mae" in table:
                 values[experiment] = pd.to_numeric(table["image_mae"], errors="coerce")
         frame = pd.DataFrame(values).reindex(self.folder.window_indices)
@@ -154,7 +233,7 @@ class FrameBrowser:
         if self.order.value == "window order":
             self._refresh()
         else:
-            self._on_order()          # the error order depends on the chosen experiments
+            self._on_order()          # the error order depends on the chosen experiments and seed
 
     # ----------------------------------------------------------------- rendering
 
@@ -166,104 +245,139 @@ class FrameBrowser:
         frames, texts = self.folder.window_frames(window), self.folder.window_texts(window)
         predictions = []
         for experiment in self.experiments:
-            seeds = self.folder.seeds(experiment)
-            seed = self.seed if self.seed is not None else (seeds[0] if seeds else None)
+            seed = self.seed_of(experiment)
             metrics = self.folder.window_metrics(experiment, window, seed)
+            per_seed = {s: self.folder.window_metrics(experiment, window, s) for s in self.folder.seeds(experiment)}
             predictions.append({
-                "experiment": experiment, "seed": seed,
+                "experiment": experiment, "seed": seed, "seed_missing": seed != self.seed,
                 "frame": self.folder.predicted_frame(experiment, window, seed),
                 "samples": self.folder.vae_samples(experiment, window, seed),
                 "text": str(metrics.get("generated_text", "")),
                 "metrics": {k: metrics[k] for k, _, _ in SHOWN_METRICS if k in metrics},
+                "spread": _spread_text({s: m for s, m in per_seed.items() if m}),
             })
         floors = {}
         if not self.folder.floor_windows.empty and window in self.folder.floor_windows.index:
-            floors = {k: v for k, v in self.folder.floor_windows.loc[window].items() if k != "story_id"}
+            floors = floor_metrics(self.folder.floor_windows.loc[window].to_dict())
         story = self.folder.texts.loc[window, "story_id"] if window in self.folder.texts.index else ""
         return {"window": window, "position": self.slider.value, "count": len(self._ordered),
                 "order": self.order.value, "story_id": story, "frames": frames, "texts": texts,
                 "predictions": predictions, "floors": floors}
 
+    def _prediction_caption(self, prediction: dict) -> str:
+        seed = f"seed {prediction['seed']}" + (f", no seed {self.seed}" if prediction["seed_missing"] else "")
+        spread = f"<br>{html.escape(prediction['spread'])}" if prediction["spread"] else ""
+        return _CAPTION.format(f"<b>{html.escape(prediction['experiment'])}</b> ({seed}): "
+                               f"{html.escape(prediction['text'])}<br><i>{_metrics_text(prediction['metrics'])}</i>"
+                               f"{spread}")
+
+    def _floors_html(self, floors: dict[str, dict]) -> str:
+        """One row per floor, one column per metric: as wide as the metrics, not the floors."""
+        if not floors:
+            return "<small>no per-window floors (floor_windows.csv) in this folder</small>"
+        shown = [(key, label, decimals) for key, label, decimals in SHOWN_METRICS
+                 if any(key in values for values in floors.values())]
+        header = "".join(f"<th style='padding:0 8px'>{label}</th>" for _, label, _ in shown)
+        rows = "".join(
+            f"<tr><td>{html.escape(floor_row_label(name))}</td>"
+            + "".join(f"<td style='padding:0 8px;text-align:right'>"
+                      f"{values[key]:.{decimals}f}</td>" if key in values else "<td></td>"
+                      for key, _, decimals in shown) + "</tr>"
+            for name, values in floors.items())
+        return (f"<div style='font-size:12px'><b>floors on this window</b><table><tr><th></th>{header}</tr>"
+                f"{rows}</table></div>")
+
     def _refresh(self) -> None:
         view = self.view()
         if view["window"] is None:
-            self.info.value = f"<b>No saved test windows under {html.escape(str(self.folder.data_dir))}.</b>"
+            self.info.value = f"<b>No saved test windows in {html.escape(self.folder.data_dir.name)}.</b>"
+            self.window_label.value = ""
             self.predictions_box.children = ()
+            self.samples_box.children = ()
             return
-        self.info.value = (f"<b>window {view['window']}</b> (story {html.escape(str(view['story_id']))}) · "
-                           f"{view['position'] + 1} of {view['count']} in {view['order']}")
+        self.window_label.value = (f"<b>window {view['window']}</b> ({view['position'] + 1} of {view['count']}, "
+                                   f"{view['order']})")
+        self.info.value = f"<b>window {view['window']}</b> · story {html.escape(str(view['story_id']))}" + (
+            f" · {self._subset_note}" if self._subset_note else "")
         for i in range(4):
             self.context_images[i].value = png_bytes(view["frames"][i])
-            self.context_texts[i].value = f"<small><b>context {i + 1}</b>: {html.escape(view['texts'][i])}</small>"
+            self.context_texts[i].value = _CAPTION.format(f"<b>context {i + 1}</b>: {html.escape(view['texts'][i])}")
         self.target_image.value = png_bytes(view["frames"][4])
-        self.target_text.value = f"<small><b>truth</b>: {html.escape(view['texts'][4])}</small>"
-        boxes = []
+        self.target_text.value = _CAPTION.format(f"<b>truth</b>: {html.escape(view['texts'][4])}")
+        boxes, sample_rows = [], []
         for prediction in view["predictions"]:
             name = prediction["experiment"]
             image, text = self.prediction_images[name], self.prediction_texts[name]
-            children = [image, text]
             image.value = png_bytes(prediction["frame"]) if prediction["frame"] is not None else b""
-            text.value = (f"<small><b>{html.escape(name)}</b> (seed {prediction['seed']}): "
-                          f"{html.escape(prediction['text'])}<br><i>{_metrics_text(prediction['metrics'])}</i></small>")
+            text.value = self._prediction_caption(prediction)
+            boxes.append(self._widgets.VBox([image, text]))
             if prediction["samples"] is not None:
-                self.sample_images[name].value = png_bytes(prediction["samples"])
-                children.append(self.sample_images[name])
-            boxes.append(self._widgets.VBox(children))
+                sample_rows.append(self._samples_row(name, prediction["samples"]))
         self.predictions_box.children = tuple(boxes)
-        if view["floors"]:
-            cells = "".join(f"<td>{html.escape(k)}</td><td>{float(v):.3f}</td>" if isinstance(v, (int, float))
-                            else "" for k, v in view["floors"].items())
-            self.floors.value = f"<small><b>floors on this window</b><table><tr>{cells}</tr></table></small>"
-        else:
-            self.floors.value = "<small>no per-window floors (floor_windows.csv) in this folder</small>"
+        self.samples_box.children = tuple(sample_rows)
+        self.floors.value = self._floors_html(view["floors"])
+
+    def _samples_row(self, experiment: str, samples: np.ndarray):
+        """The experiment's VAE samples, each at the width of a frame, in a wrapping row."""
+        widgets = self._widgets
+        images = self.sample_images[experiment]
+        while len(images) < len(samples):
+            images.append(widgets.Image(format="png", layout={"width": f"{self.image_width}px"}))
+        for image, sample in zip(images, samples):
+            image.value = png_bytes(sample)
+        label = widgets.HTML(_CAPTION.format(f"<b>{html.escape(experiment)}</b>: {len(samples)} samples "
+                                             "of the VAE prior"))
+        return widgets.VBox([label, widgets.HBox(images[: len(samples)],
+                                                 layout={"flex_flow": "row wrap",
+                                                         "max_width": f"{NOTEBOOK_WIDTH_PX}px"})])
 
     def figure(self) -> Figure:
-        """A static matplotlib figure of the current view (for papermill / nbconvert / scripts)."""
+        """A static matplotlib figure of the current view, as wide as a page."""
         view = self.view()
         if view["window"] is None:
             figure = Figure(figsize=(6, 1))
             axis = figure.add_subplot()
             axis.axis("off")
-            axis.text(0.5, 0.5, f"No saved test windows under {self.folder.data_dir}.", ha="center", va="center")
+            axis.text(0.5, 0.5, f"No saved test windows in {self.folder.data_dir.name}.", ha="center", va="center",
+                      fontsize=MIN_FONT_PT)
             return figure
-        panels = [(view["frames"][i], f"context {i + 1}", short_text(view["texts"][i], 30, 5)) for i in range(4)]
-        panels.append((view["frames"][4], "truth", short_text(view["texts"][4], 30, 5)))
+        rows: list[list[Panel]] = [[(view["frames"][i], f"context {i + 1}", short_text(view["texts"][i]))
+                                    for i in range(4)] + [(view["frames"][4], "truth", short_text(view["texts"][4]))]]
+        predictions, samples = [], []
         for prediction in view["predictions"]:
-            caption = (short_text(prediction["text"], 30, 3) + "\n"
-                       + short_text(_metrics_text(prediction["metrics"]), 30, 3))
-            panels.append((prediction["frame"], f"{prediction['experiment']} (seed {prediction['seed']})", caption))
+            caption = short_text(prediction["text"], max_lines=2) + "\n" + short_text(
+                _metrics_text(prediction["metrics"]), max_lines=3)
+            predictions.append((prediction["frame"], f"{prediction['experiment']} (seed {prediction['seed']})", caption))
             if prediction["samples"] is not None:
-                panels.append((np.concatenate(list(prediction["samples"]), axis=2),
-                               f"{prediction['experiment']} samples", ""))
-        columns = 5
-        rows = -(-len(panels) // columns)
-        figure = Figure(figsize=(2.6 * columns, 2.9 * rows + 0.6), layout="constrained")
-        axes = figure.subplots(rows, columns, squeeze=False).ravel()
-        for axis, (image, title, text) in zip(axes, panels):
-            axis.set_xticks([])
-            axis.set_yticks([])
-            if image is not None:
-                axis.imshow(frame_to_hwc(image))
-            axis.set_title(title, fontsize=8)
-            axis.set_xlabel(text, fontsize=6.5)
-        for axis in axes[len(panels):]:
-            axis.axis("off")
-        floors = " · ".join(f"{k} {float(v):.3f}" for k, v in view["floors"].items() if isinstance(v, (int, float)))
-        figure.suptitle(f"window {view['window']} (story {view['story_id']})"
-                        + (f"\nfloors: {floors}" if floors else ""), fontsize=8)
-        return figure
+                samples += [(sample, f"{prediction['experiment']} sample {k + 1}", "")
+                            for k, sample in enumerate(prediction["samples"])]
+        rows += [predictions, samples] if samples else [predictions]
+        floors = " · ".join(f"{name} MAE {values['image_mae']:.3f}" for name, values in view["floors"].items()
+                            if "image_mae" in values)
+        title = f"window {view['window']} (story {view['story_id']})" + (f"\nfloors: {floors}" if floors else "")
+        return panel_figure(rows, caption_lines=5, title=title)
+
+    def mime_bundle(self) -> dict:
+        """The widget view and a PNG of the same view in one display: a front end with widgets
+        renders the widget, any other renderer (nbconvert, report.html) the picture."""
+        bundle = dict(self.widget._repr_mimebundle_())
+        bundle["image/png"] = base64.b64encode(figure_png(self.figure())).decode("ascii")
+        bundle["text/plain"] = f"frame browser of {self.folder.data_dir.name} (window {self.current_window})"
+        return bundle
 
     def show(self) -> Figure | None:
-        """Display the widget in a live front end; otherwise return the static figure."""
-        interactive = is_interactive() if self.interactive is None else self.interactive
-        if interactive:
+        """In IPython, display :meth:`mime_bundle`; elsewhere return the static figure."""
+        try:
+            from IPython import get_ipython
             from IPython.display import display
-
-            display(self.widget)
-            return None
-        return self.figure()
+        except ImportError:  # pragma: no cover - IPython comes with ipykernel
+            return self.figure()
+        if get_ipython() is None:
+            return self.figure()
+        display(self.mime_bundle(), raw=True)
+        return None
 
 
 def browse(data_dir: Path | str, experiments: Sequence[str] | None = None) -> Figure | None:
-    """One-call browser for a notebook cell: the widget, or its static figure headless."""
+    """One-call browser for a notebook cell (see :meth:`FrameBrowser.show`)."""
     return FrameBrowser(data_dir, experiments=experiments).show()

@@ -10,6 +10,9 @@ from pathlib import Path
 import jupytext
 import pytest
 
+import storylib.experiment
+from storylib import colab
+
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NAMES = ("01_data_exploration", "02_experiment", "03_comparison_report")
 PARAMETERS = {
@@ -63,10 +66,7 @@ def test_parameters_cell_holds_only_literal_assignments(name):
 def test_first_code_cell_is_the_colab_bootstrap_then_parameters(name):
     notebook = jupytext.read(NOTEBOOKS_DIR / f"{name}.py")
     cells = code_cells(notebook)
-    bootstrap = cells[0].source
-    assert 'find_spec("storylib") is None' in bootstrap
-    assert "pyproject.toml" in bootstrap and "git+https://github.com/storylib/storylib" in bootstrap
-    assert "pip" in bootstrap
+    assert cells[0].source == colab.cell_source()       # its behaviour: tests/test_colab_cell.py
     assert cells[1] is parameters_cell(notebook)
 
 
@@ -93,6 +93,34 @@ def test_experiment_notebook_calls_the_whole_experiment_api_in_order_and_records
     positions = [next(i for i, s in enumerate(sources) if f"storylib.experiment.{step}(" in s) for step in steps]
     assert positions == sorted(positions)
     assert positions[-1] == len(sources) - 1
+
+
+def test_an_overriding_environment_is_announced_every_time(monkeypatch, capsys):
+    monkeypatch.setenv("STORYLIB_SCALE", "smoke")
+    monkeypatch.delenv("STORYLIB_RESULTS_DIR", raising=False)
+    for _ in range(2):
+        assert storylib.experiment.resolve_scale("cpu") == "smoke"
+    assert capsys.readouterr().out.count("note: STORYLIB_SCALE=smoke in the environment overrides the parameter "
+                                         "scale='cpu'") == 2
+    assert storylib.experiment.resolve_scale("smoke") == "smoke"         # no override, no note
+    assert capsys.readouterr().out == ""
+
+
+def test_report_notebook_on_a_missing_folder_announces_the_override_and_writes_nothing(tmp_path, monkeypatch):
+    """Notebook 03 run by plain papermill (no run_all.py), the scale overridden by the environment."""
+    import papermill
+
+    monkeypatch.setenv("STORYLIB_SCALE", "smoke")
+    monkeypatch.delenv("STORYLIB_RESULTS_DIR", raising=False)
+    results = tmp_path / "no-such-results"
+    executed = tmp_path / "executed.ipynb"
+    papermill.execute_notebook(str(NOTEBOOKS_DIR / "03_comparison_report.ipynb"), str(executed),
+                               parameters={"data": "synthetic", "scale": "cpu", "results_dir": str(results)},
+                               kernel_name="python3", cwd=str(NOTEBOOKS_DIR), progress_bar=False)
+    outputs = json.dumps(json.loads(executed.read_text())["cells"])
+    assert "note: STORYLIB_SCALE=smoke in the environment overrides the parameter scale='cpu'" in outputs
+    assert "no results folder synthetic-smoke" in outputs and "Nothing written" in outputs
+    assert not results.exists()
 
 
 def test_jupytext_pairs_ipynb_with_py_percent():

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 
+import nbformat
 import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.text import Text
 from PIL import Image
 
 from _results_folder import FLOORS, make_results_folder
 from storylib import reporting
+from storylib.widgets import FrameBrowser
 
 
 @pytest.fixture()
@@ -21,8 +25,9 @@ def data_dir(tmp_path):
 
 
 def render(figure) -> Image.Image:
+    """The PNG a notebook shows (IPython's inline formatter saves with a tight bounding box)."""
     buffer = io.BytesIO()
-    FigureCanvasAgg(figure).print_png(buffer)
+    FigureCanvasAgg(figure).print_figure(buffer, format="png", bbox_inches="tight")
     return Image.open(io.BytesIO(buffer.getvalue()))
 
 
@@ -60,6 +65,71 @@ def test_summary_table_has_experiments_then_floor_rows(data_dir):
     assert table.loc["floor: median_image", "image_mae"] == "0.2410"
     assert table.loc["floor: unigram", "text_perplexity"] == "300.00"
     assert table.loc["floor: unigram", "image_mae"] == "—"
+
+
+def test_metric_tables_shown_in_the_notebook_are_narrow_and_keep_every_floor_of_the_file(data_dir):
+    floors = {**FLOORS, "motion_extrapolation": {"image_mae": 0.12, "image_mae_continues": 0.1},
+              "oracle_best_context": {"image_mae": 0.09}, "a_new_floor": {"chrf": 30.0}}
+    runs = reporting.collect_runs(data_dir)
+    image = reporting.summary_table(runs, floors, reporting.IMAGE_TABLE)
+    assert list(image.columns) == list(reporting.IMAGE_TABLE) and len(image.columns) <= 6
+    assert list(image.index) == ["baseline", "enhanced", "vae", "floor: median_image", "floor: mean_image",
+                                 "floor: copy_last_frame", "floor: motion_extrapolation",
+                                 "reference: oracle_best_context"]          # no text-only floor rows
+    assert image.loc["floor: motion_extrapolation", "image_mae"] == "0.1200"
+    text = reporting.summary_table(runs, floors, reporting.TEXT_TABLE)
+    assert list(text.index)[3:] == ["floor: unigram", "floor: copy_last_description", "floor: a_new_floor"]
+    assert text.loc["floor: a_new_floor", "chrf"] == "30.00"
+
+
+def test_experiment_table_parts_each_fit_a_page(data_dir):
+    for part, columns in reporting.EXPERIMENT_PARTS.items():
+        table = reporting.experiment_table(data_dir, part)
+        assert list(table.columns) == list(columns) and len(columns) <= 6, part
+    assert reporting.experiment_table(data_dir, "model").loc["enhanced", "latent_dim"] == 256
+    assert reporting.experiment_table(data_dir, "cost").loc["baseline", "num_params"] == "1,234"
+
+
+def test_format_paired_rounds_to_the_metric_and_joins_the_interval(data_dir):
+    table = reporting.format_paired(reporting.paired_differences(data_dir, "baseline", ["image_mae", "chrf"]))
+    assert list(table.columns) == ["windows", "baseline mean", "experiment mean", "difference", "95% CI", "verdict"]
+    assert table.loc[("enhanced", "image_mae"), "difference"] == "-0.1000"
+    assert table.loc[("enhanced", "image_mae"), "95% CI"] == "[-0.1000, -0.1000]"
+    assert table.loc[("enhanced", "chrf"), "baseline mean"] == "20.00"
+    assert reporting.format_paired(reporting.paired_differences(data_dir, "both")).empty
+
+
+def test_describe_runs_names_data_and_scale_and_no_absolute_path(data_dir, capsys):
+    text = reporting.describe_runs(data_dir)
+    assert text.startswith("## Comparison report: synthetic data, smoke scale")
+    assert "synthetic-smoke: baseline (2 seeds), enhanced (2 seeds), vae (1 seed)" in text
+    assert str(data_dir.parent) not in text + capsys.readouterr().out
+
+
+def test_a_missing_results_folder_is_reported_and_nothing_is_written(tmp_path, capsys):
+    missing = tmp_path / "results" / "synthetic-cpu"
+    assert "no results folder synthetic-cpu" in reporting.describe_runs(missing)
+    assert reporting.write_report_files(missing) == {}
+    assert "Nothing written" in capsys.readouterr().out
+    assert not (tmp_path / "results").exists()
+
+
+def test_report_html_is_titled_by_data_and_scale_and_shows_the_static_picture(data_dir, tmp_path):
+    """A display that carries a widget view and a PNG: the page (no kernel) shows the PNG."""
+    picture = base64.b64encode(b"\x89PNG fake").decode()
+    notebook = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("widgets.browse(data_dir)")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={
+        "application/vnd.jupyter.widget-view+json": {"model_id": "abc", "version_major": 2, "version_minor": 0},
+        "image/png": picture, "text/plain": "FrameBrowser"})]
+    notebook.cells = [cell]
+    notebook.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {
+        "state": {"abc": {"model_name": "VBoxModel", "state": {}}}, "version_major": 2, "version_minor": 0}}
+    path = tmp_path / "comparison_report.ipynb"
+    nbformat.write(notebook, str(path))
+    page = reporting.report_html(path, data_dir)
+    assert "<title>Comparison report: synthetic data, smoke scale</title>" in page
+    assert picture in page
 
 
 def test_experiment_table_shows_settings_parameters_and_training_time(data_dir):
@@ -117,7 +187,7 @@ def test_paired_differences_against_a_missing_reference_is_empty(data_dir):
 
 def test_loss_curves_have_one_panel_per_term_and_a_line_per_experiment_and_split(data_dir):
     figure = reporting.plot_loss_curves(data_dir)
-    axes = figure.axes
+    axes = figure.axes[: len(reporting.LOSS_TERMS)]
     assert [axis.get_title() for axis in axes] == list(reporting.LOSS_TERMS)
     assert len(axes[0].lines) == 3 * 2
     baseline_train = next(line for line in axes[0].lines if line.get_label() == "baseline train")
@@ -133,14 +203,44 @@ def test_figures_on_an_empty_folder_show_the_message(tmp_path):
 
 def test_qualitative_grid_shows_context_truth_and_each_prediction(data_dir):
     figure = reporting.plot_qualitative_grid(data_dir, [3, 11])
-    assert len(figure.axes) == 2 * (5 + 3)
-    second_row = figure.axes[8:]
-    assert second_row[4].get_title() == "truth"
-    assert second_row[4].images[0].get_array()[0, 0, 0] == 24     # window position 2, target
-    assert second_row[5].get_title() == "baseline (MAE 0.300)"
-    assert second_row[5].images[0].get_array()[0, 0, 0] == 102    # baseline seed 0, position 2
-    assert "baseline seed 0 says 11" in second_row[5].get_xlabel()
+    shown = [axis for axis in figure.axes if axis.get_title()]
+    assert len(shown) == 2 * (5 + 3)                 # per window: 4 context frames, truth, 3 predictions
+    second = shown[8:]
+    assert second[0].get_title() == "window 11 · context 1"
+    assert second[4].get_title() == "truth"
+    assert second[4].images[0].get_array()[0, 0, 0] == 24     # window position 2, target
+    assert second[5].get_title() == "baseline (MAE 0.300)"
+    assert second[5].images[0].get_array()[0, 0, 0] == 102    # baseline seed 0, position 2
+    assert "baseline seed 0 says 11" in second[5].get_xlabel()
     assert reporting.default_windows(data_dir, count=2) == [3, 11]
+
+
+def texts_of(figure) -> list:
+    return [text for text in figure.findobj(Text) if text.get_text().strip() and text.get_visible()]
+
+
+@pytest.mark.parametrize("build", [
+    lambda d: reporting.plot_qualitative_grid(d, [3, 7, 11]),
+    lambda d: reporting.plot_loss_curves(d),
+    lambda d: FrameBrowser(d).figure(),
+], ids=["qualitative grid", "loss curves", "browser figure"])
+def test_figures_are_shown_unscaled_on_the_page_with_text_of_at_least_9_pt(data_dir, build):
+    """report.html's column is about 1,158 px wide: a PNG no wider is shown at its own size, so
+    a 9 pt caption at 100 dpi is 12.5 px tall on the page."""
+    figure = build(data_dir)
+    width = render(figure).size[0]
+    assert width <= 1158
+    sizes = [text.get_fontsize() for text in texts_of(figure)]
+    assert sizes and min(sizes) >= reporting.MIN_FONT_PT >= 9
+
+
+def test_the_grid_continues_predictions_of_many_experiments_on_further_rows(data_dir):
+    many = ["baseline", "enhanced", "vae"] * 3                     # 9 predictions per window
+    figure = reporting.plot_qualitative_grid(data_dir, [3], experiments=many)
+    shown = [axis for axis in figure.axes if axis.get_title()]
+    assert len(shown) == 5 + 9
+    assert render(figure).size[0] <= 1158
+    assert len({round(axis.get_position().x0, 3) for axis in shown}) == 5   # five columns, never more
 
 
 def test_markdown_table_escapes_pipes():
@@ -148,8 +248,9 @@ def test_markdown_table_escapes_pipes():
     assert text == "| a | b |\n|---|---|\n| x\\|y | 0.5 |\n"
 
 
-def test_write_report_files(data_dir):
+def test_write_report_files(data_dir, capsys):
     paths = reporting.write_report_files(data_dir)
+    assert capsys.readouterr().out == "Wrote results.csv, Results.md in synthetic-smoke.\n"
     results = pd.read_csv(paths["results_csv"])
     assert len(results) == 5 and results["image_mae"].tolist() == [0.2, 0.4, 0.1, 0.3, 0.3]
     markdown = paths["results_md"].read_text()
