@@ -32,7 +32,7 @@ from storylib import evaluation, training
 from storylib.config import ExperimentConfig, config_hash, config_to_yaml, load_experiment_config
 from storylib.data import PreparedData, prepare_data, resolve_source, source_label
 from storylib.data.tokenizer import resolve_tokenizer_kind
-from storylib.floors import compute_floors, floor_table
+from storylib.floors import compute_floors, floor_prediction_frames, floor_table
 from storylib.io import atomic_save_npz, atomic_write_json, atomic_write_text
 from storylib.models import StoryPredictor, build_model, count_parameters
 
@@ -176,7 +176,10 @@ def prepare(run: Run) -> PreparedData:
         count = run.config.eval.saved_prediction_windows or len(test)
         count = min(count, len(test))
         atomic_save_npz(
-            run.data_dir / "test_windows.npz", window_index=np.arange(count), frames=np.asarray(test.frames[:count])
+            run.data_dir / "test_windows.npz",
+            window_index=np.arange(count),
+            frames=np.asarray(test.frames[:count]),
+            **floor_prediction_frames(test, count),
         )
         table = pd.DataFrame({"window_index": np.arange(len(test)), "story_id": test.story_ids})
         for frame in range(4):

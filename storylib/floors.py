@@ -108,6 +108,22 @@ def _text_scores(hypotheses: list[str], references: list[str], groups: dict[str,
     return result, per_window
 
 
+# The floors (and the oracle) whose prediction differs per window: the figures show these.
+PICTURED_FLOORS = ("copy_last_frame", "motion_extrapolation", "analogue", "oracle_best_context")
+
+
+def floor_prediction_frames(split: WindowSplit, count: int) -> dict[str, np.ndarray]:
+    """uint8 (count, 3, H, W) predictions of each of :data:`PICTURED_FLOORS` for the first
+    ``count`` windows of ``split``, keyed ``floor_<name>`` (what ``test_windows.npz`` stores)."""
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in PICTURED_FLOORS}
+    for batch in iterate_batches(split.head(count), BATCH):
+        predictions = _image_predictions(batch, {})
+        for name in PICTURED_FLOORS:
+            parts[name].append(predictions[name].mul(255).round().to(torch.uint8).numpy())
+    empty = np.zeros((0, 3, *split.image_size), dtype=np.uint8)
+    return {f"floor_{name}": np.concatenate(values) if values else empty for name, values in parts.items()}
+
+
 def compute_floors(prepared: PreparedData) -> tuple[dict, pd.DataFrame]:
     """floors.json content and one row per test window (see the module docstring)."""
     test, tokenizer = prepared.test, prepared.tokenizer

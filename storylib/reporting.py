@@ -490,9 +490,12 @@ class ResultsFolder:
             with np.load(path) as arrays:
                 self.window_indices = arrays["window_index"].astype(int)
                 self.frames = arrays["frames"]
+                # floor_<name>: what the classical floors (and the oracle) predict, per window
+                self.floor_frames = {name[len("floor_"):]: arrays[name] for name in arrays.files if name.startswith("floor_")}
         else:
             self.window_indices = np.zeros(0, dtype=int)
             self.frames = np.zeros((0, 5, 3, 1, 1), dtype=np.uint8)
+            self.floor_frames = {}
         texts_path = self.data_dir / "test_windows.csv"
         self.texts = (pd.read_csv(texts_path, keep_default_na=False).set_index("window_index")
                       if texts_path.is_file() else pd.DataFrame())
@@ -510,6 +513,11 @@ class ResultsFolder:
     def window_frames(self, window_index: int) -> np.ndarray:
         """uint8 (5, 3, H, W): 4 context frames and the true target."""
         return self.frames[self.position(window_index)]
+
+    def floor_frame(self, name: str, window_index: int) -> np.ndarray | None:
+        """uint8 (3, H, W): what floor ``name`` predicts for the window, if saved."""
+        frames = self.floor_frames.get(name)
+        return None if frames is None else frames[self.position(window_index)]
 
     def window_texts(self, window_index: int) -> list[str]:
         """The 4 context descriptions and the target description."""
@@ -587,7 +595,8 @@ def keep_saved_window_subset(data_dir: Path | str, count: int) -> list[int]:
     total = len(folder.window_indices)
     kept = evenly_spaced(folder.window_indices, count)
     positions = [folder.position(w) for w in kept]
-    atomic_save_npz(data_dir / "test_windows.npz", window_index=np.asarray(kept), frames=folder.frames[positions])
+    floors = {f"floor_{name}": frames[positions] for name, frames in folder.floor_frames.items()}
+    atomic_save_npz(data_dir / "test_windows.npz", window_index=np.asarray(kept), frames=folder.frames[positions], **floors)
     for path in data_dir.glob("*/seed*/predictions.npz"):
         with np.load(path) as loaded:
             arrays = {name: loaded[name] for name in loaded.files}
@@ -654,6 +663,13 @@ def plot_qualitative_grid(data_dir: Path | str, window_indices: Sequence[int],
         context = [(frames[i], f"context {i + 1}", short_text(texts[i])) for i in range(4)]
         context[0] = (frames[0], f"window {window} · context 1", context[0][2])
         rows.append([*context, (frames[4], "truth", short_text(texts[4]))])
+        floor_panels = []
+        for name, floor_frames in folder.floor_frames.items():
+            mae = folder.floor_windows.get(f"{name}_image_mae", pd.Series(dtype=float)).get(window)
+            label = floor_row_label(name) + (f" (MAE {float(mae):.3f})" if mae is not None else "")
+            floor_panels.append((floor_frames[folder.position(window)], label, ""))
+        if floor_panels:
+            rows.append(floor_panels)
         predictions = []
         for experiment in experiments:
             metrics = folder.window_metrics(experiment, window)

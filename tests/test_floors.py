@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from storylib.floors import compute_floors, unigram_perplexity
+from storylib.floors import PICTURED_FLOORS, compute_floors, floor_prediction_frames, unigram_perplexity
 from tests.helpers_fake_data import WORDS, make_prepared
 
 SIZE = (12, 12)
@@ -82,3 +82,12 @@ def test_every_floor_is_split_by_shot_and_the_oracle_is_labelled():
     assert floors["oracle_best_context"]["oracle"] is True
     assert floors["cut_share"] == 0.5 and floors["cut_basis"] == "set-up labels"
     assert per_window["shot"].tolist() == ["continues", "cuts"]
+
+
+def test_floor_prediction_frames_are_the_pictured_floors_as_uint8():
+    prepared = hand_made()
+    frames = floor_prediction_frames(prepared.test, 2)
+    assert list(frames) == [f"floor_{name}" for name in PICTURED_FLOORS]
+    assert frames["floor_copy_last_frame"].dtype == np.uint8
+    assert np.array_equal(frames["floor_copy_last_frame"], np.asarray(prepared.test.frames[:, 3]))
+    assert frames["floor_oracle_best_context"].shape == (2, 3, *SIZE)

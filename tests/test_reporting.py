@@ -265,3 +265,21 @@ def test_write_report_files_without_runs_says_so(tmp_path):
     paths = reporting.write_report_files(tmp_path)
     assert "No finished runs" in paths["results_md"].read_text()
     assert json.dumps(reporting.describe_runs(tmp_path)).count("No finished runs") == 1
+
+
+def test_the_grid_shows_what_the_classical_floors_predict(data_dir):
+    """Floor predictions saved in test_windows.npz get their own row, labelled, with their MAE."""
+    with np.load(data_dir / "test_windows.npz") as saved:
+        arrays = {name: saved[name] for name in saved.files}
+    arrays["floor_copy_last_frame"] = arrays["frames"][:, 3]
+    arrays["floor_oracle_best_context"] = arrays["frames"][:, 0]
+    np.savez_compressed(data_dir / "test_windows.npz", **arrays)
+    figure = reporting.plot_qualitative_grid(data_dir, [11])
+    shown = [axis for axis in figure.axes if axis.get_title()]
+    assert len(shown) == 5 + 2 + 3  # context and truth, two floors, three predictions
+    assert shown[5].get_title() == "floor: copy_last_frame (MAE 0.130)"
+    assert shown[5].images[0].get_array()[0, 0, 0] == arrays["frames"][2, 3, 0, 0, 0]
+    assert shown[6].get_title().startswith("reference: oracle_best_context")
+    kept = reporting.keep_saved_window_subset(data_dir, 2)
+    with np.load(data_dir / "test_windows.npz") as shrunk:
+        assert shrunk["floor_copy_last_frame"].shape[0] == len(kept) == 2
