@@ -146,6 +146,7 @@ def _floors_match(path: Path, prepared: PreparedData) -> bool:
         floors.get("num_test_windows") == len(prepared.test)
         and floors.get("tokenizer") == prepared.tokenizer.name
         and floors.get("data_source") == prepared.source
+        and floors.get("data_cache") == prepared.cache_dir.name  # same content key: not a stale generator
     )
 
 
@@ -167,11 +168,12 @@ def prepare(run: Run) -> PreparedData:
     """``prepare_data`` + the shared files of ``run.data_dir`` when missing (or stale)."""
     prepared = prepare_data(run.config.data)
     floors_path = run.data_dir / "floors.json"
-    if not _floors_match(floors_path, prepared) or not (run.data_dir / "floor_windows.csv").is_file():
+    stale = not _floors_match(floors_path, prepared)  # other windows: every shared file is rebuilt
+    if stale or not (run.data_dir / "floor_windows.csv").is_file():
         floors, per_window = compute_floors(prepared)
         atomic_write_text(run.data_dir / "floor_windows.csv", per_window.to_csv(index=False))
         atomic_write_json(floors_path, floors)
-    if not (run.data_dir / "test_windows.npz").is_file() or not (run.data_dir / "test_windows.csv").is_file():
+    if stale or not (run.data_dir / "test_windows.npz").is_file() or not (run.data_dir / "test_windows.csv").is_file():
         test = prepared.test
         count = run.config.eval.saved_prediction_windows or len(test)
         count = min(count, len(test))

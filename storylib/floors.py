@@ -173,6 +173,7 @@ def compute_floors(prepared: PreparedData) -> tuple[dict, pd.DataFrame]:
         num_test_windows=len(test),
         tokenizer=tokenizer.name,
         data_source=prepared.source,
+        data_cache=prepared.cache_dir.name,  # "<source>-<content key>": which windows these are
         cut_share=float(np.mean(test.shot_cuts)) if groups else float("nan"),
         cut_basis=test.cut_basis,
     )

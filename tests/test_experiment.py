@@ -82,3 +82,19 @@ def test_environment_overrides_scale_and_results_folder(tmp_path, monkeypatch):
     monkeypatch.delenv("STORYLIB_RESULTS_DIR")
     assert experiment.resolve_scale("cpu") == "cpu"
     assert experiment.resolve_results_dir("../results") == Path("../results")
+
+
+def test_shared_files_written_for_other_windows_are_rebuilt(tmp_path, monkeypatch):
+    """floors.json names its data cache; one from another generator version is not trusted."""
+    monkeypatch.delenv("STORYLIB_RESULTS_DIR", raising=False)
+    run = experiment.setup("baseline", data="synthetic", scale="smoke", seed=0, results_dir=tmp_path, device="cpu")
+    prepared = experiment.prepare(run)
+    floors_path = run.data_dir / "floors.json"
+    floors = json.loads(floors_path.read_text())
+    assert floors["data_cache"] == prepared.cache_dir.name
+    floors["data_cache"] = "synthetic-0000000000000000"  # as a version-1 cache would have written it
+    floors_path.write_text(json.dumps(floors))
+    (run.data_dir / "test_windows.csv").write_text("window_index\n")
+    experiment.prepare(run)
+    assert json.loads(floors_path.read_text())["data_cache"] == prepared.cache_dir.name
+    assert len(pd.read_csv(run.data_dir / "test_windows.csv")) == len(prepared.test)
