@@ -11,7 +11,7 @@
 #
 # Every finished run under one `<results_dir>/<data>-<scale>` folder: metrics as mean ± sd
 # over seeds with the trivial floors as rows, each experiment's change against `baseline` and
-# against the capacity control `enhanced` (paired bootstrap over test windows), loss curves,
+# against the capacity control `enhanced` (a bootstrap over seeds and test windows), loss curves,
 # a qualitative grid and the frame browser. Writes `Results.md` and `results.csv`.
 
 # %% [markdown]
@@ -111,7 +111,7 @@ reporting.summary_table(runs, floors, reporting.TEXT_TABLE)
 
 # %% [markdown]
 # Change against `baseline` (experiment − baseline, per test window averaged over seeds, 95%
-# paired percentile bootstrap CI; "no clear difference" when the interval contains 0).
+# hierarchical bootstrap CI over seeds and paired test windows; "no clear difference" when the interval contains 0).
 
 # %%
 reporting.format_paired(reporting.paired_differences(data_dir, "baseline"))

@@ -3,8 +3,9 @@
 Reads the results contract (``<results>/<data>-<scale>/<experiment>/seed<k>/...``, see
 ``design.md``) and nothing else, so a report can be rebuilt from committed results without
 torch. Numbers are shown as mean ± sd over seeds; an experiment's change against a reference
-is a paired percentile bootstrap over test windows (per-window metrics averaged over seeds
-first), because seed-to-seed spread alone says nothing about which windows improved.
+is a hierarchical percentile bootstrap that resamples seeds (each experiment's own) and, within
+them, the paired test windows: averaging seeds first and resampling windows alone would ignore
+the seed-to-seed spread and call a difference that one seed drives "better".
 
 Figures are built with :class:`matplotlib.figure.Figure` (not pyplot), so a notebook cell that
 returns one shows it exactly once and nothing accumulates in pyplot's figure registry. They are
@@ -320,31 +321,43 @@ def experiment_table(data_dir: Path | str, part: str | None = None) -> pd.DataFr
     return table
 
 
-def per_window_means(data_dir: Path | str, experiment: str, metric: str) -> pd.Series:
-    """``metric`` per test window averaged over the experiment's seeds, indexed by window_index."""
-    frames = []
+def per_window_by_seed(data_dir: Path | str, experiment: str, metric: str) -> pd.DataFrame:
+    """``metric`` per test window (rows, by window_index) and seed (columns) of an experiment."""
+    columns = {}
     for folder in seed_dirs(data_dir, experiment):
         path = folder / "predictions.csv"
         if path.is_file():
-            frames.append(pd.read_csv(path, usecols=["window_index", metric]))
-    if not frames:
-        return pd.Series(dtype=float, name=metric)
-    stacked = pd.concat(frames, ignore_index=True)
-    stacked = stacked[np.isfinite(stacked[metric].astype(float))]
-    return stacked.groupby("window_index")[metric].mean().rename(metric)
+            values = pd.read_csv(path, usecols=["window_index", metric]).set_index("window_index")[metric]
+            columns[int(folder.name[4:])] = values.astype(float)
+    return pd.DataFrame(columns)
 
 
-def bootstrap_mean_ci(differences: np.ndarray, n_boot: int = 2000, seed: int = 0,
-                      confidence: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``differences`` (windows resampled)."""
-    differences = np.asarray(differences, dtype=float)
-    if differences.size == 0:
+def hierarchical_bootstrap_ci(experiment_values: np.ndarray, reference_values: np.ndarray, n_boot: int = 2000,
+                              seed: int = 0, confidence: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of mean(experiment) − mean(reference), resampling seeds, then windows.
+
+    ``experiment_values`` (S_e, W) and ``reference_values`` (S_r, W): per seed and per paired
+    window. Every replicate draws each experiment's seeds with replacement (independently: seed k
+    of one model has nothing to do with seed k of another) and one set of windows with
+    replacement for both (windows are paired), as in the two-level bootstrap of Davison &
+    Hinkley (1997, §3.8). With one seed each it is the paired bootstrap over windows.
+    """
+    experiment_values, reference_values = np.atleast_2d(experiment_values), np.atleast_2d(reference_values)
+    windows = experiment_values.shape[1]
+    if windows == 0 or experiment_values.shape[0] == 0 or reference_values.shape[0] == 0:
         return (math.nan, math.nan)
     generator = np.random.default_rng(seed)
-    picks = generator.integers(0, differences.size, size=(n_boot, differences.size))
-    means = differences[picks].mean(axis=1)
+    differences = np.empty(n_boot)
+    for replicate in range(n_boot):
+        experiment_seeds = generator.integers(0, experiment_values.shape[0], size=experiment_values.shape[0])
+        reference_seeds = generator.integers(0, reference_values.shape[0], size=reference_values.shape[0])
+        picked = generator.integers(0, windows, size=windows)
+        differences[replicate] = (
+            experiment_values[experiment_seeds].mean(axis=0)[picked].mean()
+            - reference_values[reference_seeds].mean(axis=0)[picked].mean()
+        )
     tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(means, [tail, 100.0 - tail])
+    low, high = np.percentile(differences, [tail, 100.0 - tail])
     return (float(low), float(high))
 
 
@@ -356,7 +369,7 @@ def verdict(metric: str, ci_low: float, ci_high: float) -> str:
     return "worse" if increased == (metric in LOWER_IS_BETTER) else "better"
 
 
-PAIRED_COLUMNS = ["experiment", "reference", "metric", "n_windows", "reference_mean",
+PAIRED_COLUMNS = ["experiment", "reference", "metric", "n_windows", "n_seeds", "reference_mean",
                   "experiment_mean", "difference", "ci_low", "ci_high", "verdict"]
 
 
@@ -364,30 +377,31 @@ def paired_differences(data_dir: Path | str, reference: str, metric: str | Seque
                        n_boot: int = 2000, seed: int = 0, confidence: float = 0.95) -> pd.DataFrame:
     """Each experiment's change against ``reference`` on ``metric`` (one name or several).
 
-    Per-window values are averaged over seeds, paired on ``window_index`` (windows both have),
-    and the mean difference (experiment − reference) gets a percentile bootstrap CI with a
-    fixed ``seed``. Empty when the reference has no finished run.
+    Windows are paired on ``window_index`` (those every seed of both has); the mean difference
+    (experiment − reference) gets a :func:`hierarchical_bootstrap_ci` with a fixed ``seed``.
+    Empty when the reference has no finished run.
     """
     metrics = [metric] if isinstance(metric, str) else list(metric)
     rows = []
     others = [e for e in finished_experiments(data_dir) if e != reference]
     for name in metrics:
-        reference_values = per_window_means(data_dir, reference, name)
+        reference_values = per_window_by_seed(data_dir, reference, name)
         if reference_values.empty:
             continue
         for experiment in others:
-            paired = pd.concat([reference_values.rename("reference"),
-                                per_window_means(data_dir, experiment, name).rename("experiment")],
-                               axis=1, join="inner")
-            if paired.empty:
+            experiment_values = per_window_by_seed(data_dir, experiment, name)
+            # windows that every seed of both has, with finite values: the pairs
+            windows = reference_values.dropna().index.intersection(experiment_values.dropna().index)
+            finite = [w for w in windows if np.isfinite(reference_values.loc[w]).all() and np.isfinite(experiment_values.loc[w]).all()]
+            if not finite:
                 continue
-            differences = (paired["experiment"] - paired["reference"]).to_numpy()
-            low, high = bootstrap_mean_ci(differences, n_boot=n_boot, seed=seed, confidence=confidence)
+            ours, theirs = experiment_values.loc[finite].to_numpy().T, reference_values.loc[finite].to_numpy().T
+            low, high = hierarchical_bootstrap_ci(ours, theirs, n_boot=n_boot, seed=seed, confidence=confidence)
             rows.append({
                 "experiment": experiment, "reference": reference, "metric": name,
-                "n_windows": len(paired), "reference_mean": float(paired["reference"].mean()),
-                "experiment_mean": float(paired["experiment"].mean()),
-                "difference": float(differences.mean()), "ci_low": low, "ci_high": high,
+                "n_windows": len(finite), "n_seeds": f"{ours.shape[0]} vs {theirs.shape[0]}",
+                "reference_mean": float(theirs.mean()), "experiment_mean": float(ours.mean()),
+                "difference": float(ours.mean() - theirs.mean()), "ci_low": low, "ci_high": high,
                 "verdict": verdict(name, low, high),
             })
     return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
@@ -405,7 +419,8 @@ def format_paired(table: pd.DataFrame) -> pd.DataFrame:
             return _format_single(value, decimals)
 
         rows.append({"experiment": record["experiment"], "metric": record["metric"],
-                     "windows": int(record["n_windows"]), f"{record['reference']} mean": number(record["reference_mean"]),
+                     "windows": int(record["n_windows"]), "seeds": record.get("n_seeds", ""),
+                     f"{record['reference']} mean": number(record["reference_mean"]),
                      "experiment mean": number(record["experiment_mean"]), "difference": number(record["difference"]),
                      "95% CI": f"[{number(record['ci_low'])}, {number(record['ci_high'])}]",
                      "verdict": record["verdict"]})
@@ -736,8 +751,8 @@ def write_report_files(data_dir: Path | str) -> dict[str, Path]:
             differences = paired_differences(data_dir, reference)
             if differences.empty:
                 continue
-            lines += [f"## Change against `{reference}` (experiment − {reference}; paired bootstrap "
-                      "95% CI over test windows, per-window values averaged over seeds)", "",
+            lines += [f"## Change against `{reference}` (experiment − {reference}; hierarchical bootstrap "
+                      "95% CI, resampling seeds and, within them, the paired test windows)", "",
                       markdown_table(differences.drop(columns="reference"), index=False), ""]
     paths["results_md"] = atomic_write_text(data_dir / "Results.md", "\n".join(lines))
     print(f"Wrote {', '.join(path.name for path in paths.values())} in {data_dir.name}.")

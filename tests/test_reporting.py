@@ -92,9 +92,10 @@ def test_experiment_table_parts_each_fit_a_page(data_dir):
 
 def test_format_paired_rounds_to_the_metric_and_joins_the_interval(data_dir):
     table = reporting.format_paired(reporting.paired_differences(data_dir, "baseline", ["image_mae", "chrf"]))
-    assert list(table.columns) == ["windows", "baseline mean", "experiment mean", "difference", "95% CI", "verdict"]
+    assert list(table.columns) == ["windows", "seeds", "baseline mean", "experiment mean", "difference", "95% CI", "verdict"]
     assert table.loc[("enhanced", "image_mae"), "difference"] == "-0.1000"
-    assert table.loc[("enhanced", "image_mae"), "95% CI"] == "[-0.1000, -0.1000]"
+    assert table.loc[("enhanced", "image_mae"), "seeds"] == "2 vs 2"
+    assert table.loc[("enhanced", "chrf"), "95% CI"] == "[5.00, 5.00]"
     assert table.loc[("enhanced", "chrf"), "baseline mean"] == "20.00"
     assert reporting.format_paired(reporting.paired_differences(data_dir, "both")).empty
 
@@ -144,15 +145,33 @@ def test_experiment_table_shows_settings_parameters_and_training_time(data_dir):
 
 
 def test_bootstrap_of_a_constant_difference_is_that_constant():
-    assert reporting.bootstrap_mean_ci(np.full(5, -0.1)) == pytest.approx((-0.1, -0.1))
+    reference = np.full((2, 5), 0.3)
+    assert reporting.hierarchical_bootstrap_ci(reference - 0.1, reference) == pytest.approx((-0.1, -0.1))
 
 
 def test_bootstrap_is_deterministic_for_a_seed_and_brackets_the_mean():
-    differences = np.random.default_rng(0).normal(0.1, 0.3, size=40)
-    first = reporting.bootstrap_mean_ci(differences, seed=3)
-    assert first == reporting.bootstrap_mean_ci(differences, seed=3)
-    assert first[0] < differences.mean() < first[1]
-    assert first != reporting.bootstrap_mean_ci(differences, seed=4)
+    generator = np.random.default_rng(0)
+    ours, theirs = generator.normal(0.1, 0.3, size=(3, 40)), generator.normal(0.0, 0.3, size=(3, 40))
+    first = reporting.hierarchical_bootstrap_ci(ours, theirs, seed=3)
+    assert first == reporting.hierarchical_bootstrap_ci(ours, theirs, seed=3)
+    assert first[0] < ours.mean() - theirs.mean() < first[1]
+    assert first != reporting.hierarchical_bootstrap_ci(ours, theirs, seed=4)
+
+
+def test_a_difference_that_one_seed_drives_is_not_called_better():
+    """Two seeds equal the reference on every window, the third is 0.3 better on every window:
+    averaging seeds first, every window improves by exactly 0.1 and a bootstrap over windows
+    alone gives the interval [-0.1, -0.1], "better". Resampling the seeds too, a quarter or so
+    of the replicates draw no third seed, so the interval reaches 0."""
+    windows = np.linspace(0.2, 0.4, 30)
+    reference = np.stack([windows, windows, windows])
+    experiment = np.stack([windows, windows, windows - 0.3])
+    seed_averaged = experiment.mean(axis=0) - reference.mean(axis=0)
+    assert reporting.hierarchical_bootstrap_ci(seed_averaged[None], np.zeros((1, 30))) == pytest.approx((-0.1, -0.1))
+    low, high = reporting.hierarchical_bootstrap_ci(experiment, reference)
+    # P(the third seed drawn all three times) = 1/27 > 2.5 %; P(never drawn) = 8/27 > 2.5 %
+    assert low == pytest.approx(-0.3) and high == pytest.approx(0.0)
+    assert reporting.verdict("image_mae", low, high) == "no clear difference"
 
 
 @pytest.mark.parametrize(("metric", "low", "high", "expected"), [
@@ -164,20 +183,24 @@ def test_verdict_follows_the_metric_direction(metric, low, high, expected):
     assert reporting.verdict(metric, low, high) == expected
 
 
-def test_paired_differences_average_seeds_per_window_then_pair(data_dir):
+def test_paired_differences_resample_seeds_and_windows(data_dir):
     table = reporting.paired_differences(data_dir, "baseline", ["image_mae", "chrf"]).set_index(["experiment", "metric"])
     enhanced_mae = table.loc[("enhanced", "image_mae")]
-    assert enhanced_mae["n_windows"] == 3
+    assert enhanced_mae["n_windows"] == 3 and enhanced_mae["n_seeds"] == "2 vs 2"
     assert enhanced_mae["reference_mean"] == pytest.approx(0.3)
     assert enhanced_mae["difference"] == pytest.approx(-0.1)
-    assert (enhanced_mae["ci_low"], enhanced_mae["ci_high"]) == pytest.approx((-0.1, -0.1))
-    assert enhanced_mae["verdict"] == "better"
+    # Seeds differ by 0.2 within each experiment, window for window: a replicate that draws
+    # enhanced seed 0 twice and baseline seed 1 twice gives -0.3 (probability 1/16), the
+    # opposite draw +0.1. A 0.1 gain against a seed spread of 0.2 is not established.
+    assert (enhanced_mae["ci_low"], enhanced_mae["ci_high"]) == pytest.approx((-0.3, 0.1))
+    assert enhanced_mae["verdict"] == "no clear difference"
+    # chrF: enhanced is 5 higher on every window and every seed, so every replicate says +5
     assert table.loc[("enhanced", "chrf"), "difference"] == pytest.approx(5.0)
+    assert (table.loc[("enhanced", "chrf"), "ci_low"], table.loc[("enhanced", "chrf"), "ci_high"]) == pytest.approx((5.0, 5.0))
     assert table.loc[("enhanced", "chrf"), "verdict"] == "better"
-    # vae per window minus baseline: [+0.1, -0.2, +0.1]; 1/27 of resamples are all -0.2
     vae_mae = table.loc[("vae", "image_mae")]
-    assert vae_mae["difference"] == pytest.approx(0.0)
-    assert (vae_mae["ci_low"], vae_mae["ci_high"]) == pytest.approx((-0.2, 0.1))
+    assert vae_mae["difference"] == pytest.approx(0.0) and vae_mae["n_seeds"] == "1 vs 2"
+    assert vae_mae["ci_low"] < 0.0 < vae_mae["ci_high"]
     assert vae_mae["verdict"] == "no clear difference"
 
 
