@@ -110,8 +110,9 @@ reporting.summary_table(runs, floors, reporting.IMAGE_TABLE)
 reporting.summary_table(runs, floors, reporting.TEXT_TABLE)
 
 # %% [markdown]
-# Change against `baseline` (experiment − baseline, per test window averaged over seeds, 95%
-# hierarchical bootstrap CI over seeds and paired test windows; "no clear difference" when the interval contains 0).
+# Change against `baseline` (experiment − baseline; 95% hierarchical bootstrap CI that
+# resamples seeds and, within them, the paired test windows; "no clear difference" when the
+# interval contains 0).
 
 # %%
 reporting.format_paired(reporting.paired_differences(data_dir, "baseline"))
