@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from sacrebleu.metrics import BLEU, CHRF
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.functional.text.rouge import rouge_score
 
 from storylib.config import ExperimentConfig
 from storylib.data.dataset import WindowSplit, iterate_batches
@@ -92,21 +93,12 @@ class ImageScorer:
 
 
 def rouge_l(hypothesis: str, reference: str) -> float:
-    """ROUGE-L F-measure (β = 1) on lowercased words (``\\w+``), 0–100; 0 when either is empty."""
-    hyp, ref = re.findall(r"\w+", hypothesis.lower()), re.findall(r"\w+", reference.lower())
-    if not hyp or not ref:
+    """ROUGE-L F-measure (Lin 2004), 0–100, from torchmetrics' implementation of the reference
+    ``rouge-score`` package (lower-cased, non-alphanumerics as spaces, no stemming), so the
+    numbers compare with published ROUGE-L; 0 when either text is empty."""
+    if not re.search(r"[a-z0-9]", hypothesis.lower()) or not re.search(r"[a-z0-9]", reference.lower()):
         return 0.0
-    previous = [0] * (len(ref) + 1)
-    for word in hyp:  # longest common subsequence, one row at a time
-        current = [0]
-        for j, ref_word in enumerate(ref, start=1):
-            current.append(previous[j - 1] + 1 if word == ref_word else max(previous[j], current[j - 1]))
-        previous = current
-    lcs = previous[-1]
-    if lcs == 0:
-        return 0.0
-    precision, recall = lcs / len(hyp), lcs / len(ref)
-    return 100.0 * 2 * precision * recall / (precision + recall)
+    return 100.0 * float(rouge_score(hypothesis, reference, rouge_keys="rougeL")["rougeL_fmeasure"])
 
 
 def score_texts(hypotheses: list[str], references: list[str]) -> tuple[dict, pd.DataFrame]:

@@ -64,6 +64,10 @@ def test_perplexity_is_over_all_tokens_not_a_mean_of_batch_means():
         ("mara walks", "mara walks left now", 100 * 2 * (1.0 * 0.5) / 1.5),  # P 1, R 1/2
         ("", "anything", 0.0),
         ("x y", "z", 0.0),
+        ("...", "the cat", 0.0),  # nothing to score
+        # Lin (2004), section 3.1: S1 "police killed the gunman", S2 "police kill the gunman"
+        # (LCS 3: "police the gunman"), F = 3/4
+        ("police kill the gunman", "police killed the gunman", 75.0),
     ],
 )
 def test_rouge_l_on_known_pairs(hypothesis, reference, expected):
