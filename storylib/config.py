@@ -249,6 +249,35 @@ def available_experiments(params_dir: Path | None = None) -> list[str]:
     return sorted(p.stem for p in Path(params_dir or PARAMS_DIR).glob("*.yaml"))
 
 
+EXTENDS_KEY = "extends"
+
+
+def experiment_layers(experiment: str, params_dir: Path) -> list[tuple[Path, dict]]:
+    """The parameter files of ``experiment``, base first: ``extends: <other experiment>`` makes
+    a file state only what differs from another (chains allowed; a cycle is an error naming
+    the files). Each layer keeps its file, so an error names the file that set the key."""
+    layers: list[tuple[Path, dict]] = []
+    chain: list[Path] = []
+    name: str | None = experiment
+    while name is not None:
+        path = params_dir / f"{name}.yaml"
+        if path in chain:
+            cycle = " → ".join(str(p) for p in [*chain[chain.index(path):], path])
+            raise ConfigError(f"{chain[-1]}: '{EXTENDS_KEY}' makes a cycle: {cycle}")
+        if not path.is_file():
+            known = ", ".join(available_experiments(params_dir)) or "none"
+            where = f"{chain[-1]}: '{EXTENDS_KEY}: {name}'" if chain else str(path)
+            raise ConfigError(f"{where}: no such experiment file {path.name}; known experiments: {known}")
+        values = _read_yaml(path)
+        parent = values.pop(EXTENDS_KEY, None)
+        if parent is not None and not isinstance(parent, str):
+            raise ConfigError(f"{path}: key '{EXTENDS_KEY}': expected the name of another experiment, got {parent!r}")
+        chain.append(path)
+        layers.append((path, values))
+        name = parent
+    return layers[::-1]
+
+
 def load_experiment_config(
     experiment: str,
     scale: str = "cpu",
@@ -264,7 +293,8 @@ def load_experiment_config(
     if scale not in SCALES:
         raise ConfigError(f"scale {scale!r} is not allowed; choose one of {', '.join(SCALES)}")
     config = ExperimentConfig(name=experiment, scale=scale)
-    _apply(config, _read_yaml(experiment_file), str(experiment_file))
+    for layer_file, values in experiment_layers(experiment, params_dir):
+        _apply(config, values, str(layer_file))
     config.name, config.scale = experiment, scale
     scale_file = params_dir / "scales" / f"{scale}.yaml"
     if scale_file.is_file():

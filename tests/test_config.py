@@ -15,7 +15,7 @@ from storylib.config import (
     load_experiment_config,
 )
 
-EXPERIMENTS = ["baseline", "both", "crossmodal", "enhanced", "residual_decoder", "vae"]
+PARAMS = Path(__file__).resolve().parent.parent / "params"
 
 
 def write_params(folder: Path, name: str, body: dict) -> Path:
@@ -25,8 +25,9 @@ def write_params(folder: Path, name: str, body: dict) -> Path:
 
 
 def test_every_experiment_loads_at_every_scale():
-    assert available_experiments() == EXPERIMENTS
-    for experiment in EXPERIMENTS:
+    experiments = available_experiments()
+    assert experiments == sorted(path.stem for path in PARAMS.glob("*.yaml"))  # every file is an experiment
+    for experiment in experiments:
         for scale in ("smoke", "cpu", "full"):
             config = load_experiment_config(experiment, scale)
             assert config.name == experiment and config.scale == scale
@@ -46,8 +47,8 @@ def test_scale_overlay_then_overrides_win(tmp_path):
 
 def test_scales_change_the_same_keys_for_every_experiment():
     for scale in ("smoke", "cpu"):
-        epochs = {load_experiment_config(e, scale).train.epochs for e in EXPERIMENTS}
-        batches = {load_experiment_config(e, scale).train.batch_size for e in EXPERIMENTS}
+        epochs = {load_experiment_config(e, scale).train.epochs for e in available_experiments()}
+        batches = {load_experiment_config(e, scale).train.batch_size for e in available_experiments()}
         assert len(epochs) == 1 and len(batches) == 1, scale
 
 
@@ -56,6 +57,7 @@ def test_enhanced_is_both_without_the_two_components():
     enhanced = config_to_dict(load_experiment_config("enhanced", "full"))
     assert both["model"]["cross_modal_attention"] and both["model"]["vae"]
     both["model"].update(cross_modal_attention=False, vae=False)
+    both["train"].update(kl_weight=0.0, kl_warmup_epochs=0)  # the KL settings belong to the VAE
     for config in (both, enhanced):
         config.pop("name"), config.pop("description")
     assert both == enhanced
@@ -114,3 +116,48 @@ def test_yaml_round_trip(tmp_path):
     path.write_text(config_to_yaml(config))
     assert load_config_file(path) == config
     assert config_hash(load_config_file(path)) == config_hash(config)
+
+
+# ------------------------------------------------------------------ composition: extends
+
+
+def test_extends_applies_the_base_first_and_states_only_what_differs(tmp_path):
+    write_params(tmp_path, "base", {"description": "base", "train": {"epochs": 7, "lr": 0.01}, "model": {"vae": False}})
+    write_params(tmp_path, "middle", {"extends": "base", "train": {"epochs": 3}})
+    write_params(tmp_path, "top", {"extends": "middle", "model": {"vae": True}})
+    config = load_experiment_config("top", "cpu", params_dir=tmp_path)
+    assert (config.name, config.train.epochs, config.train.lr, config.model.vae, config.description) == ("top", 3, 0.01, True, "base")
+    explicit = write_params(tmp_path, "explicit", {"description": "base", "train": {"epochs": 3, "lr": 0.01}, "model": {"vae": True}})
+    assert explicit.is_file()
+    resolved = config_to_dict(load_experiment_config("explicit", "cpu", params_dir=tmp_path))
+    assert {k: v for k, v in config_to_dict(config).items() if k != "name"} == {k: v for k, v in resolved.items() if k != "name"}
+
+
+def test_an_extends_cycle_is_an_error_naming_the_files(tmp_path):
+    write_params(tmp_path, "a", {"extends": "b"})
+    write_params(tmp_path, "b", {"extends": "a"})
+    with pytest.raises(ConfigError, match=r"'extends' makes a cycle: .*a\.yaml → .*b\.yaml → .*a\.yaml"):
+        load_experiment_config("a", "cpu", params_dir=tmp_path)
+
+
+def test_extends_of_a_missing_experiment_names_the_file_and_the_known_ones(tmp_path):
+    write_params(tmp_path, "child", {"extends": "ghost"})
+    with pytest.raises(ConfigError, match=r"child\.yaml: 'extends: ghost': no such experiment file ghost\.yaml; known experiments: child"):
+        load_experiment_config("child", "cpu", params_dir=tmp_path)
+
+
+def test_an_error_names_the_file_of_the_chain_that_set_the_key(tmp_path):
+    write_params(tmp_path, "base", {"train": {"epoch": 3}})  # a typo in the base
+    write_params(tmp_path, "child", {"extends": "base", "train": {"epochs": 2}})
+    with pytest.raises(ConfigError, match=r"base\.yaml: unknown key 'train\.epoch'"):
+        load_experiment_config("child", "cpu", params_dir=tmp_path)
+    write_params(tmp_path, "bad", {"extends": 3})
+    with pytest.raises(ConfigError, match=r"bad\.yaml: key 'extends': expected the name of another experiment"):
+        load_experiment_config("bad", "cpu", params_dir=tmp_path)
+
+
+def test_the_study_files_use_extends_and_only_vae_files_carry_kl_settings():
+    for experiment in available_experiments():
+        config = load_experiment_config(experiment, "cpu")
+        assert config.model.vae or config.train.kl_weight == 0.0, experiment
+    assert yaml.safe_load((PARAMS / "both.yaml").read_text())["extends"] == "vae"
