@@ -9,7 +9,7 @@
     experiment.show_visualization(run)
     experiment.record(run, result)
 
-Files (see ``/work/spec.md``): ``<results>/<data>-<scale>/`` holds the floors and the test
+Files (see ``docs/architecture.md``): ``<results>/<data>-<scale>/`` holds the floors and the test
 windows shared by every experiment; ``<experiment>/seed<k>/`` holds one run.
 ``test_metrics.json`` is written last, so its presence (with the config hash) marks a run
 as complete (:func:`is_complete`).

@@ -1,7 +1,7 @@
 """The comparison report: every run of one results folder, beside the trivial floors.
 
 Reads the results contract (``<results>/<data>-<scale>/<experiment>/seed<k>/...``, see
-``design.md``) and nothing else, so a report can be rebuilt from committed results without
+``docs/architecture.md``) and nothing else, so a report can be rebuilt from committed results without
 torch. Numbers are shown as mean ± sd over seeds; an experiment's change against a reference
 is a hierarchical percentile bootstrap that resamples seeds (each experiment's own) and, within
 them, the paired test windows: averaging seeds first and resampling windows alone would ignore

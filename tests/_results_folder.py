@@ -1,4 +1,4 @@
-"""A hand-made results folder in the contract layout (design.md), shared by the report,
+"""A hand-made results folder in the contract layout (docs/architecture.md), shared by the report,
 browser and runner tests. Values are chosen so that means, sds and paired differences are
 easy to compute by hand (see the comments)."""
 

@@ -1,6 +1,6 @@
 """The data layer: stories → parsed descriptions → windows → cached tensors → batches.
 
-Public API (see ``/work/shared/design.md`` for the data flow)::
+Public API (see ``docs/architecture.md`` for the data flow)::
 
     prepared = prepare_data(config.data)          # PreparedData: train / val / test WindowSplits
     for batch in iterate_batches(prepared.train, batch_size=16, shuffle=True, seed=0, epoch=0):
