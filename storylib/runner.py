@@ -527,7 +527,10 @@ def check_data_source(given: str) -> str:
         if data == "storyreasoning" and given != "auto" and not (hub_dataset_cached() or hub_reachable()):
             raise DataSourceError("it is not in the Hugging Face cache and huggingface.co cannot be reached")
         if data not in ("storyreasoning", "synthetic"):
+            from storylib.data.prepare import check_local_columns
+
             local_parquet_files(data)
+            check_local_columns(data)
             data = str(Path(data).expanduser().resolve())
     except DataSourceError as error:
         raise RunAllError(

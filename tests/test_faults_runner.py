@@ -137,6 +137,17 @@ def test_a_bad_data_folder_is_refused_before_any_kernel_starts(tmp_path, capsys,
     assert not results.exists()                                 # nothing written
 
 
+def test_a_data_folder_whose_test_split_lacks_images_is_refused_before_any_kernel(tmp_path, capsys):
+    from test_faults_data import write_parquet_folder
+
+    folder = write_parquet_folder(tmp_path / "stories", drop_test_images=True)
+    status = runner.main(["--data", str(folder), "--scale", "smoke", "--results-dir", str(tmp_path / "results")],
+                         notebooks_dir=tmp_path, planned_hash=fake_hash, shared_files=no_shared_files)
+    err = capsys.readouterr().err
+    assert status == 2 and "the test split lacks the column(s) images" in err and "test-00000.parquet" in err
+    assert not (tmp_path / "results").exists()
+
+
 def test_a_bad_parameter_file_is_one_message_and_exit_2(tmp_path, capsys):
     def broken(*_):
         raise ConfigError("params/baseline.yaml: key 'train.lr': expected a finite number, got nan")
