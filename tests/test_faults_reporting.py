@@ -79,3 +79,11 @@ def test_a_run_without_config_yaml_or_from_another_version_is_stale(data_dir):
     assert "no config.yaml" in reasons[Path("vae/seed0")]
     assert "recorded by storylib 0.0.1" in reasons[Path("enhanced/seed1")]
     assert set(reporting.finished_experiments(data_dir)) == {"baseline", "enhanced"}
+
+
+def test_an_invalid_floors_file_does_not_crash_run_alls_summary(data_dir, capsys):
+    (data_dir / "floors.json").write_text("{\"median_image\": ")
+    runner.print_summary(data_dir)
+    err = capsys.readouterr().err
+    assert f"the metrics summary of {data_dir} cannot be printed (JSONDecodeError" in err
+    assert "Traceback" not in err
