@@ -344,6 +344,13 @@ class TrackedKernelManager(AsyncKernelManager):
 # --------------------------------------------------------------------------- execution
 
 
+def finished_meanwhile(run: NotebookRun) -> bool:
+    """After waiting for another process's lock: did it leave a finished run with our parameters?"""
+    if run.planned_hash is not None:
+        return recorded_hash(run.output.parent) == run.planned_hash
+    return exploration_reusable(run.output, run.parameters)
+
+
 def execute(run: NotebookRun, cwd: Path, interruption: Interruption | None = None) -> RunOutcome:
     """Execute one notebook with papermill; a failure is returned, never raised.
 
@@ -362,7 +369,7 @@ def execute(run: NotebookRun, cwd: Path, interruption: Interruption | None = Non
     try:
         message = f"{run.label}: another process is running it (lock {run.lock_path}); waiting for it to finish"
         with exclusive(run.lock_path, message, should_stop=interruption.stopping.is_set) as waited:
-            if waited and run.planned_hash is not None and recorded_hash(run.output.parent) == run.planned_hash:
+            if waited and finished_meanwhile(run):
                 print(f"{run.label}: finished by the other process; reusing it", file=sys.stderr, flush=True)
                 return RunOutcome(run, "reused")
             if interruption.stopping.is_set():
