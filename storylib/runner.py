@@ -622,7 +622,7 @@ def main(argv: Sequence[str] | None = None, *, notebooks_dir: Path | str | None 
             experiment_runs = plan_experiment_runs(experiments, args.seeds, data, scale, results_dir, data_dir,
                                                    notebooks_dir, args.force, planned_hash or default_planned_hash)
         except ConfigError as error:
-            raise RunAllError(f"{error}. Fix the file and rerun. Nothing was run.") from None
+            raise RunAllError(f"{' '.join(str(error).split())}. Fix the file and rerun. Nothing was run.") from None
         check_writable(data_dir)
     except RunAllError as error:
         print(f"run_all.py: error: {error}", file=sys.stderr)

@@ -159,3 +159,14 @@ def test_prepare_help_says_which_scale_it_prepares_by_default(capsys):
         cli(["prepare", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "by default this prepares the cpu scale" in out and "--scale smoke" in out
+
+
+def test_an_interrupted_array_write_leaves_no_temporary_file(tmp_path):
+    import numpy as np
+
+    target = tmp_path / "split" / "frames.npy"
+    with pytest.raises(KeyboardInterrupt):
+        with cache_module.AtomicNpyWriter(target, (4, 3), np.uint8) as writer:
+            writer.array[:2] = 1
+            raise KeyboardInterrupt
+    assert list((tmp_path / "split").iterdir()) == []

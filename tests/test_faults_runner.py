@@ -161,6 +161,30 @@ def test_a_bad_parameter_file_is_one_message_and_exit_2(tmp_path, capsys):
     assert not (tmp_path / "results" / "synthetic-smoke").exists()
 
 
+def test_a_real_parameter_file_with_nan_is_named_before_any_kernel_starts(tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from storylib import config
+
+    params = tmp_path / "params"
+    shutil.copytree(config.PARAMS_DIR, params)
+    text = (params / "baseline.yaml").read_text()
+    assert "\n  lr: 0.001\n" in text
+    (params / "baseline.yaml").write_text(text.replace("\n  lr: 0.001\n", "\n  lr: .nan\n", 1))
+    monkeypatch.setattr(config, "PARAMS_DIR", params)
+    status = runner.main(["--data", "synthetic", "--scale", "smoke", "--seeds", "1", "--only", "baseline",
+                          "--results-dir", str(tmp_path / "results")], notebooks_dir=tmp_path)
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert f"{params / 'baseline.yaml'}: key 'train.lr': expected a finite number, got nan" in err
+
+    (params / "baseline.yaml").write_text(text + "train:\n  epochs: 3\n")     # a second 'train' section
+    assert runner.main(["--data", "synthetic", "--scale", "smoke", "--only", "baseline", "--results-dir",
+                        str(tmp_path / "results")], notebooks_dir=tmp_path) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "duplicate key 'train'" in err and str(params / "baseline.yaml") in err
+
+
 def test_an_unwritable_results_folder_is_one_message_and_exit_2(tmp_path, capsys):
     results = tmp_path / "results"
     results.mkdir()
