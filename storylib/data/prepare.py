@@ -157,12 +157,13 @@ def check_local_columns(folder: str | Path) -> None:
 
 
 def plan_split(story_ids: list[str], texts: list[str], counts: list[int | None], mode: str,
-               rows: list[int] | None = None) -> WindowPlan:
-    """:func:`plan_windows`, with a story whose ``images`` value is null skipped as
-    ``undecodable_image`` (it has no image to decode) instead of failing the whole split."""
+               rows: list[int] | None = None, *more: Any) -> WindowPlan:
+    """:func:`plan_windows` (``more``: its further arguments), with a story whose ``images``
+    value is null skipped as ``undecodable_image`` (it has no image to decode) instead of
+    failing the whole split."""
     rows = list(range(len(story_ids))) if rows is None else list(rows)
     usable = [row for row in rows if counts[row] is not None]
-    plan = plan_windows(story_ids, texts, [count or 0 for count in counts], mode, rows=usable)
+    plan = plan_windows(story_ids, texts, [count or 0 for count in counts], mode, usable, *more)
     plan.skipped += [(str(story_ids[row]), "undecodable_image") for row in rows if counts[row] is None]
     return plan
 
