@@ -601,6 +601,16 @@ def main(argv: Sequence[str] | None = None, *, notebooks_dir: Path | str | None 
     ``notebooks_dir``, ``planned_hash`` and ``shared_files`` exist for tests (throwaway
     notebooks, a fake hash, a stand-in for the shared-files check).
     """
+    try:
+        return _main(argv, notebooks_dir, planned_hash, shared_files)
+    except KeyboardInterrupt:          # Ctrl-C outside the notebooks (planning, summary): no traceback
+        print("\nInterrupted by Ctrl-C; run the same command again to continue (finished runs are reused).",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None, notebooks_dir: Path | str | None, planned_hash: PlannedHash | None,
+          shared_files: SharedFiles | None) -> int:
     global _ACTIVE
     known = available_experiments()
     args = parse_args(argv, known)

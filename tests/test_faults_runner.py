@@ -121,6 +121,15 @@ def test_a_second_ctrl_c_kills_kernels_that_ignore_the_first(tmp_path):
     assert "killing the running kernels" in err and "interrupted" in err and "Traceback" not in err
 
 
+def test_ctrl_c_before_any_notebook_is_a_line_and_exit_130_not_a_traceback(tmp_path, capsys):
+    def interrupted(*_):
+        raise KeyboardInterrupt
+
+    status = runner.main(["--data", "synthetic", "--scale", "smoke", "--results-dir", str(tmp_path / "results")],
+                         notebooks_dir=tmp_path, planned_hash=interrupted, shared_files=no_shared_files)
+    assert status == 130 and "Interrupted by Ctrl-C" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("make_source", [lambda tmp: tmp / "no" / "such" / "folder",
                                          lambda tmp: (tmp / "empty").mkdir() or tmp / "empty"])
 def test_a_bad_data_folder_is_refused_before_any_kernel_starts(tmp_path, capsys, make_source):
