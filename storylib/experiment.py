@@ -39,11 +39,12 @@ from storylib.config import ExperimentConfig, config_hash, config_to_yaml, load_
 from storylib.data import PreparedData, prepare_data, resolve_source, source_label
 from storylib.data.tokenizer import resolve_tokenizer_kind
 from storylib.floors import IMAGE_FLOORS, compute_floors, floor_table
-from storylib.io import atomic_save_npz, atomic_write_json, atomic_write_text
+from storylib.io import atomic_save_npz, atomic_write_json, atomic_write_text, exclusive
 from storylib.models import StoryPredictor, build_model, count_parameters
 from storylib.runs import CONTRACT_KEYS, finished_hash
 
 TEXT_FLOORS = ("unigram", "copy_last_description")
+SHARED_FILES_LOCK = Path(".locks") / "shared-files.lock"
 TEST_WINDOW_COLUMNS = ["window_index", "story_id", *(f"context_text_{i}" for i in range(1, 5)), "target_text"]
 
 
@@ -222,18 +223,21 @@ def ensure_shared_files(data_dir: Path, prepared: PreparedData, config: Experime
     """Validate the shared files of ``data_dir`` against ``prepared`` and rebuild those that do not
     match (missing, unparsable, wrong keys or window count, other data or tokenizer).
 
-    Returns one note per rebuilt group (empty when every file was usable).
+    Returns one note per rebuilt group (empty when every file was usable). Holds the folder's
+    shared-files lock, so kernels running side by side check and build them once.
     """
     notes = []
-    problem = floors_problem(data_dir, prepared)
-    if problem:
-        _write_floors(data_dir, prepared)
-        notes.append(f"{data_dir}: rebuilt floors.json and floor_windows.csv ({problem})")
-    count = saved_window_count(config, prepared)
-    problem = test_windows_problem(data_dir, prepared, count)
-    if problem:
-        _write_test_windows(data_dir, prepared, count)
-        notes.append(f"{data_dir}: rebuilt test_windows.npz and test_windows.csv ({problem})")
+    message = f"{data_dir}: another process is writing the shared files (floors, test windows); waiting"
+    with exclusive(data_dir / SHARED_FILES_LOCK, message):
+        problem = floors_problem(data_dir, prepared)
+        if problem:
+            _write_floors(data_dir, prepared)
+            notes.append(f"{data_dir}: rebuilt floors.json and floor_windows.csv ({problem})")
+        count = saved_window_count(config, prepared)
+        problem = test_windows_problem(data_dir, prepared, count)
+        if problem:
+            _write_test_windows(data_dir, prepared, count)
+            notes.append(f"{data_dir}: rebuilt test_windows.npz and test_windows.csv ({problem})")
     return notes
 
 

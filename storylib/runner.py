@@ -573,17 +573,14 @@ def default_shared_files(experiment: str, data: str, scale: str, results_dir: Pa
 
 
 def run_shared_files(shared_files: SharedFiles, experiment: str, data: str, scale: str, results_dir: Path,
-                     data_dir: Path, interruption: Interruption) -> RunOutcome | None:
-    """Check (and rebuild) the folder's shared files under its lock; a failed outcome, or None."""
+                     data_dir: Path) -> RunOutcome | None:
+    """Check (and rebuild) the folder's shared files (under their lock, taken by
+    :func:`storylib.experiment.ensure_shared_files`); a failed outcome, or None."""
     step = NotebookRun("shared files (floors, saved test windows)", Path("run_all.py"), data_dir / "floors.json", {})
     started = time.perf_counter()
     try:
-        message = f"shared files of {data_dir}: another process is writing them; waiting"
-        with exclusive(data_dir / LOCKS_FOLDER / "shared-files.lock", message, interruption.stopping.is_set):
-            for note in shared_files(experiment, data, scale, results_dir):
-                print(note, flush=True)
-    except LockWaitCancelled:
-        return None
+        for note in shared_files(experiment, data, scale, results_dir):
+            print(note, flush=True)
     except Exception as error:  # noqa: BLE001 - reported with the failures, the summary still prints
         return RunOutcome(step, "failed", time.perf_counter() - started, None, "", type(error).__name__,
                           " ".join(str(error).split()))
@@ -653,7 +650,7 @@ def _main(argv: Sequence[str] | None, notebooks_dir: Path | str | None, planned_
         outcomes += execute_all(experiment_runs, jobs, notebooks_dir, reporter, interruption)
         if not interruption.stopping.is_set():
             failed = run_shared_files(shared_files or default_shared_files, experiments[0], data, scale,
-                                      results_dir, data_dir, interruption)
+                                      results_dir, data_dir)
             step_failures += [failed] if failed else []
         outcomes += execute_all([report], 1, notebooks_dir, reporter, interruption)
     reporter.close()

@@ -175,3 +175,27 @@ def test_saved_test_windows_match_the_prepared_frames(finished):
     with np.load(run.data_dir / "test_windows.npz") as saved:
         count = experiment.saved_window_count(run.config, prepared)
         assert np.array_equal(saved["frames"], prepared.test.frames[:count])
+
+
+def test_two_kernels_facing_missing_shared_files_build_them_once(finished, tmp_path, monkeypatch):
+    import threading
+
+    run, prepared = finished
+    copy = copy_run(run, tmp_path)
+    (copy.data_dir / "floors.json").unlink()
+    real_write, writes = experiment._write_floors, []
+
+    def slow_write(data_dir, prepared):
+        writes.append(1)
+        real_write(data_dir, prepared)
+
+    monkeypatch.setattr(experiment, "_write_floors", slow_write)
+    notes = []
+    threads = [threading.Thread(target=lambda: notes.append(experiment.ensure_shared_files(copy.data_dir, prepared,
+                                                                                            copy.config)))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert writes == [1] and sorted(len(n) for n in notes) == [0, 1]
