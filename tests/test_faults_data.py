@@ -4,7 +4,6 @@ crashed build, two builders of one cache entry, and progress while preparing."""
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import namedtuple
 from pathlib import Path
