@@ -5,6 +5,7 @@ crashed build, two builders of one cache entry, and progress while preparing."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import namedtuple
 from pathlib import Path
 
@@ -133,12 +134,15 @@ def test_two_builders_of_one_cache_entry_build_it_once(monkeypatch, capsys):
     started.wait(30)
     second = threading.Thread(target=lambda: results.setdefault("second", prepare_data(tiny_config())))
     second.start()
-    second.join(1.0)
+    err, deadline = "", time.monotonic() + 120
+    while "another process is building the data cache" not in err and time.monotonic() < deadline:
+        time.sleep(0.1)
+        err += capsys.readouterr().err
     release.set()
-    first.join(60)
-    second.join(60)
-    assert calls == ["synthetic"]                        # the second waited, then loaded the built cache
-    assert "another process is building the data cache" in capsys.readouterr().err
+    first.join(120)
+    second.join(120)
+    assert "another process is building the data cache" in err      # the second said why it waits
+    assert calls == ["synthetic"]                        # then loaded the cache the first one built
     assert results["first"].train.story_ids == results["second"].train.story_ids
 
 
