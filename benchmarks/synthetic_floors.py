@@ -82,7 +82,7 @@ def main() -> None:
                 for key, value in floors[name].items()
                 if key in ("image_mae", "bleu", "chrf", "rouge_l", "text_perplexity", "continues", "cuts")
             }
-            for name in dict.fromkeys((*IMAGE_FLOORS, *IMAGE_ORACLES, *TEXT_FLOORS, "unigram"))
+            for name in dict.fromkeys((*IMAGE_FLOORS, *IMAGE_ORACLES, *TEXT_FLOORS))
         },
     }
     if args.json:

@@ -20,6 +20,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -58,8 +59,10 @@ def _choice(*allowed: str, default: str) -> Any:
     return field(default=default, metadata={"choices": allowed})
 
 
-def _number(default: float | int, low: float | None = None, high: float | None = None) -> Any:
-    return field(default=default, metadata={"min": low, "max": high})
+def _number(default: float | int, low: float | None = None, high: float | None = None, *,
+            above: float | None = None) -> Any:
+    """A numeric field: ``low <= value <= high``; ``above`` is a strict lower bound (``value > above``)."""
+    return field(default=default, metadata={"min": low, "max": high, "above": above})
 
 
 @dataclass
@@ -118,10 +121,10 @@ class TrainConfig:
     epochs: int = _number(10, 1, 10_000)
     batch_size: int = _number(8, 1, 4096)
     optimizer: str = _choice("adam", "adamw", default="adam")
-    lr: float = _number(1e-3, 0.0, 10.0)
+    lr: float = _number(1e-3, high=10.0, above=0.0)
     weight_decay: float = _number(0.0, 0.0, 1.0)
     schedule: str = _choice("none", "onecycle", default="none")
-    max_lr: float = _number(3e-3, 0.0, 10.0)
+    max_lr: float = _number(3e-3, high=10.0, above=0.0)
     pct_start: float = _number(0.1, 0.0, 1.0)
     anneal_strategy: str = _choice("cos", "linear", default="cos")
     div_factor: float = _number(3.0, 1.0)
@@ -179,6 +182,9 @@ def _check_value(spec: dataclasses.Field, value: Any, where: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         value = float(value)
+        if not math.isfinite(value):
+            # NaN compares false with every bound, so it would pass the range checks below
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
     elif isinstance(default, str):
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected text, got {value!r}")
@@ -195,6 +201,9 @@ def _check_value(spec: dataclasses.Field, value: Any, where: str) -> Any:
         raise ConfigError(f"{where}: {value!r} is below the minimum {low}")
     if high is not None and value > high:
         raise ConfigError(f"{where}: {value!r} is above the maximum {high}")
+    above = spec.metadata.get("above")
+    if above is not None and value <= above:
+        raise ConfigError(f"{where}: {value!r} must be greater than {above}")
     return value
 
 
@@ -216,10 +225,26 @@ def _apply(target: Any, values: Mapping[str, Any], source: str, prefix: str = ""
             setattr(target, key, _check_value(fields[key], value, f"{source}: key '{dotted}'"))
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (line {line}; first given on line {seen[key]}); "
+                    "keep one of them", key_node.start_mark)
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(path: Path) -> dict:
     try:
         with open(path, encoding="utf-8") as handle:
-            loaded = yaml.safe_load(handle)
+            loaded = yaml.load(handle, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({error})") from None
     if loaded is None:
@@ -302,6 +327,27 @@ def load_experiment_config(
     if overrides:
         _apply(config, _nest_dotted(overrides), "overrides")
     return config
+
+
+def run_config(
+    experiment: str,
+    scale: str,
+    seed: int,
+    source: str,
+    tokenizer: str,
+    device: str,
+    overrides: Mapping[str, Any] | None = None,
+    params_dir: Path | str | None = None,
+) -> ExperimentConfig:
+    """The configuration of one run whose data source, tokenizer and device are already concrete.
+
+    :func:`storylib.experiment.planned_config` resolves "auto" and calls this; the report calls
+    it with the values a run recorded in its ``config.yaml``, to tell whether the run is still
+    what the current parameter files would train (see :mod:`storylib.runs`).
+    """
+    values = {"seed": seed, "data.source": source, "data.tokenizer": tokenizer, "train.device": device,
+              **(overrides or {})}
+    return load_experiment_config(experiment, scale, overrides=values, params_dir=params_dir)
 
 
 def config_to_dict(config: ExperimentConfig) -> dict:

@@ -12,7 +12,13 @@
 Files (see ``docs/architecture.md``): ``<results>/<data>-<scale>/`` holds the floors and the test
 windows shared by every experiment; ``<experiment>/seed<k>/`` holds one run.
 ``test_metrics.json`` is written last, so its presence (with the config hash) marks a run
-as complete (:func:`is_complete`).
+as complete (:func:`is_complete`). A complete run keeps ``checkpoints/best.pt`` only (the
+weights its metrics come from); ``STORYLIB_KEEP_CHECKPOINTS=1`` (``run_all.py
+--keep-checkpoints``) keeps ``last.pt`` too.
+
+The shared files of a results folder (``floors.json``, ``floor_windows.csv``,
+``test_windows.npz``, ``test_windows.csv``) are validated against the prepared data before
+every use and rebuilt when they do not match (:func:`ensure_shared_files`).
 """
 
 from __future__ import annotations
@@ -29,18 +35,16 @@ import torch
 
 import storylib
 from storylib import evaluation, training
-from storylib.config import ExperimentConfig, config_hash, config_to_yaml, load_experiment_config
+from storylib.config import ExperimentConfig, config_hash, config_to_yaml, load_experiment_config, run_config
 from storylib.data import PreparedData, prepare_data, resolve_source, source_label
 from storylib.data.tokenizer import resolve_tokenizer_kind
-from storylib.floors import compute_floors, floor_prediction_frames, floor_table
-from storylib.io import atomic_save_npz, atomic_write_json, atomic_write_text
+from storylib.floors import IMAGE_FLOORS, PICTURED_FLOORS, TEXT_FLOORS, compute_floors, floor_prediction_frames, floor_table
+from storylib.io import atomic_save_npz, atomic_write_json, atomic_write_text, exclusive
 from storylib.models import StoryPredictor, build_model, count_parameters
+from storylib.runs import CONTRACT_KEYS, finished_hash
 
-CONTRACT_KEYS = (
-    "image_mae", "image_mse", "image_ssim", "image_psnr", "text_perplexity", "bleu", "chrf", "rouge_l",
-    "prediction_spread", "num_params", "train_seconds", "stories_per_second", "tokenizer", "data_source",
-    "num_test_windows",
-)  # fmt: skip
+SHARED_FILES_LOCK = Path(".locks") / "shared-files.lock"
+TEST_WINDOW_COLUMNS = ["window_index", "story_id", *(f"context_text_{i}" for i in range(1, 5)), "target_text"]
 
 
 @dataclass
@@ -101,14 +105,8 @@ def planned_config(
     tokenizer made concrete, so the hash says which data and tokenizer a run used."""
     scale = resolve_scale(scale)
     base = load_experiment_config(experiment, scale)
-    values = {
-        "seed": seed,
-        "data.source": resolve_source(data),
-        "data.tokenizer": resolve_tokenizer_kind(base.data.tokenizer),
-        "train.device": device,
-        **(overrides or {}),
-    }
-    return load_experiment_config(experiment, scale, overrides=values)
+    return run_config(experiment, scale, seed, resolve_source(data), resolve_tokenizer_kind(base.data.tokenizer),
+                      device, overrides)
 
 
 def planned_config_hash(experiment: str, data: str, scale: str, seed: int, device: str = "auto") -> str:
@@ -137,17 +135,135 @@ def setup(
     )
 
 
-def _floors_match(path: Path, prepared: PreparedData) -> bool:
+# --------------------------------------------------------------------------- shared files
+
+
+def _read_floors(path: Path) -> dict:
+    """floors.json as a dict, or ValueError saying what is wrong with it."""
     try:
-        floors = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    return (
-        floors.get("num_test_windows") == len(prepared.test)
-        and floors.get("tokenizer") == prepared.tokenizer.name
-        and floors.get("data_source") == prepared.source
-        and floors.get("data_cache") == prepared.cache_dir.name  # same content key: not a stale generator
+        floors = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError("missing") from None
+    except (OSError, ValueError) as error:
+        raise ValueError(f"not valid JSON ({error})") from None
+    if not isinstance(floors, dict):
+        raise ValueError(f"holds a JSON {type(floors).__name__}, not an object")
+    return floors
+
+
+def floors_problem(data_dir: Path, prepared: PreparedData) -> str | None:
+    """What is wrong with ``floors.json`` + ``floor_windows.csv`` for ``prepared`` (None: usable)."""
+    try:
+        floors = _read_floors(data_dir / "floors.json")
+    except ValueError as error:
+        return f"floors.json: {error}"
+    absent = [name for name in (*IMAGE_FLOORS, *TEXT_FLOORS) if not isinstance(floors.get(name), dict)]
+    if absent:
+        return f"floors.json: no entry for {', '.join(absent)}"
+    expected = {"num_test_windows": len(prepared.test), "tokenizer": prepared.tokenizer.name,
+                "data_source": prepared.source, "data_cache": prepared.cache_dir.name}
+    for key, value in expected.items():
+        if floors.get(key) != value:
+            return f"floors.json: {key} is {floors.get(key)!r}, the prepared data has {value!r}"
+    try:
+        per_window = pd.read_csv(data_dir / "floor_windows.csv")
+    except FileNotFoundError:
+        return "floor_windows.csv: missing"
+    except (OSError, ValueError) as error:
+        return f"floor_windows.csv: unreadable ({type(error).__name__})"
+    needed = ["window_index", *(f"{name}_image_mae" for name in IMAGE_FLOORS)]
+    if [c for c in needed if c not in per_window.columns] or len(per_window) != len(prepared.test):
+        return f"floor_windows.csv: {len(per_window)} rows / columns {list(per_window.columns)[:4]}…, expected " \
+               f"{len(prepared.test)} rows with {', '.join(needed)}"
+    return None
+
+
+def saved_window_count(config: ExperimentConfig, prepared: PreparedData) -> int:
+    """How many test windows ``test_windows.npz`` keeps (``eval.saved_prediction_windows``, 0 = all)."""
+    return min(config.eval.saved_prediction_windows or len(prepared.test), len(prepared.test))
+
+
+def test_windows_problem(data_dir: Path, prepared: PreparedData, count: int) -> str | None:
+    """What is wrong with ``test_windows.npz`` + ``test_windows.csv`` for ``prepared`` (None: usable)."""
+    test = prepared.test
+    try:
+        with np.load(data_dir / "test_windows.npz", allow_pickle=False) as saved:
+            window_index, frames = saved["window_index"], saved["frames"]
+            pictured = {f"floor_{name}" for name in PICTURED_FLOORS} <= set(saved.files)
+    except FileNotFoundError:
+        return "test_windows.npz: missing"
+    except Exception as error:  # noqa: BLE001 - a truncated zip raises zipfile, OSError or ValueError
+        return f"test_windows.npz: unreadable ({type(error).__name__}: {str(error)[:80]})"
+    if frames.dtype != np.uint8 or frames.shape != (count, *test.frames.shape[1:]):
+        return f"test_windows.npz: frames are {frames.dtype} {frames.shape}, expected uint8 {(count, *test.frames.shape[1:])}"
+    if not np.array_equal(window_index, np.arange(count)) or not np.array_equal(frames, test.frames[:count]):
+        return "test_windows.npz: its frames are not the prepared test windows"
+    if not pictured:
+        return "test_windows.npz: it lacks the floors' predictions (floor_<name>)"
+    try:
+        table = pd.read_csv(data_dir / "test_windows.csv", keep_default_na=False)
+    except FileNotFoundError:
+        return "test_windows.csv: missing"
+    except (OSError, ValueError) as error:
+        return f"test_windows.csv: unreadable ({type(error).__name__})"
+    if not set(TEST_WINDOW_COLUMNS) <= set(table.columns) or len(table) != len(test):
+        return (f"test_windows.csv: {len(table)} rows, columns {list(table.columns)}; expected {len(test)} rows "
+                f"with {', '.join(TEST_WINDOW_COLUMNS)}")
+    if table["story_id"].astype(str).tolist() != list(test.story_ids):
+        return "test_windows.csv: its story ids are not those of the prepared test windows"
+    return None
+
+
+def _write_floors(data_dir: Path, prepared: PreparedData) -> None:
+    floors, per_window = compute_floors(prepared)  # floors["data_cache"] names the windows' content key
+    atomic_write_text(data_dir / "floor_windows.csv", per_window.to_csv(index=False))
+    atomic_write_json(data_dir / "floors.json", floors)
+
+
+def _write_test_windows(data_dir: Path, prepared: PreparedData, count: int) -> None:
+    test = prepared.test
+    atomic_save_npz(
+        data_dir / "test_windows.npz",
+        window_index=np.arange(count),
+        frames=np.asarray(test.frames[:count]),
+        **floor_prediction_frames(test, count),
     )
+    table = pd.DataFrame({"window_index": np.arange(len(test)), "story_id": test.story_ids})
+    for frame in range(4):
+        table[f"context_text_{frame + 1}"] = [d[frame] for d in test.descriptions]
+    table["target_text"] = [d[4] for d in test.descriptions]
+    table = table.join(shot_table(test))
+    atomic_write_text(data_dir / "test_windows.csv", table.to_csv(index=False))
+
+
+def ensure_shared_files(data_dir: Path, prepared: PreparedData, config: ExperimentConfig) -> list[str]:
+    """Validate the shared files of ``data_dir`` against ``prepared`` and rebuild those that do not
+    match (missing, unparsable, wrong keys or window count, other data or tokenizer).
+
+    Returns one note per rebuilt group (empty when every file was usable). Holds the folder's
+    shared-files lock, so kernels running side by side check and build them once.
+    """
+    notes = []
+    message = f"{data_dir}: another process is writing the shared files (floors, test windows); waiting"
+    with exclusive(data_dir / SHARED_FILES_LOCK, message):
+        problem = floors_problem(data_dir, prepared)
+        if problem:
+            _write_floors(data_dir, prepared)
+            notes.append(f"{data_dir}: rebuilt floors.json and floor_windows.csv ({problem})")
+        count = saved_window_count(config, prepared)
+        problem = test_windows_problem(data_dir, prepared, count)
+        if problem:
+            _write_test_windows(data_dir, prepared, count)
+            notes.append(f"{data_dir}: rebuilt test_windows.npz and test_windows.csv ({problem})")
+    return notes
+
+
+def refresh_shared_files(experiment: str, data: str, scale: str, results_dir: str | Path) -> list[str]:
+    """:func:`ensure_shared_files` for the results folder of (data, scale), with the data settings
+    of ``experiment`` (``run_all.py`` calls it before the report, even when every run is reused)."""
+    cfg = planned_config(experiment, data, scale)
+    data_dir = resolve_results_dir(results_dir) / f"{source_label(cfg.data.source)}-{cfg.scale}"
+    return ensure_shared_files(data_dir, prepare_data(cfg.data), cfg)
 
 
 def shot_table(split) -> pd.DataFrame:
@@ -165,30 +281,10 @@ def shot_table(split) -> pd.DataFrame:
 
 
 def prepare(run: Run) -> PreparedData:
-    """``prepare_data`` + the shared files of ``run.data_dir`` when missing (or stale)."""
+    """``prepare_data`` + the shared files of ``run.data_dir``, validated and rebuilt when they do not match."""
     prepared = prepare_data(run.config.data)
-    floors_path = run.data_dir / "floors.json"
-    stale = not _floors_match(floors_path, prepared)  # other windows: every shared file is rebuilt
-    if stale or not (run.data_dir / "floor_windows.csv").is_file():
-        floors, per_window = compute_floors(prepared)
-        atomic_write_text(run.data_dir / "floor_windows.csv", per_window.to_csv(index=False))
-        atomic_write_json(floors_path, floors)
-    if stale or not (run.data_dir / "test_windows.npz").is_file() or not (run.data_dir / "test_windows.csv").is_file():
-        test = prepared.test
-        count = run.config.eval.saved_prediction_windows or len(test)
-        count = min(count, len(test))
-        atomic_save_npz(
-            run.data_dir / "test_windows.npz",
-            window_index=np.arange(count),
-            frames=np.asarray(test.frames[:count]),
-            **floor_prediction_frames(test, count),
-        )
-        table = pd.DataFrame({"window_index": np.arange(len(test)), "story_id": test.story_ids})
-        for frame in range(4):
-            table[f"context_text_{frame + 1}"] = [d[frame] for d in test.descriptions]
-        table["target_text"] = [d[4] for d in test.descriptions]
-        table = table.join(shot_table(test))
-        atomic_write_text(run.data_dir / "test_windows.csv", table.to_csv(index=False))
+    for note in ensure_shared_files(run.data_dir, prepared, run.config):
+        print(note)
     return prepared
 
 
@@ -201,14 +297,47 @@ def build(run: Run, prepared: PreparedData) -> StoryPredictor:
 
 
 def train(run: Run, prepared: PreparedData, model: StoryPredictor) -> pd.DataFrame:
-    """Train (resuming, or reusing a finished trajectory) and show the loss curve."""
-    history = training.train(run.config, prepared, run.run_dir, resume=True, model=model)
+    """Train (resuming, or reusing a finished trajectory) and show the loss curve.
+
+    A complete run (``test_metrics.json`` with this configuration's hash) is not trained again:
+    its ``best.pt`` weights are loaded and its recorded history returned.
+    """
+    best = run.run_dir / "checkpoints" / "best.pt"
+    if is_complete(run.run_dir, run.config_hash) and best.is_file():
+        print(f"{run.run_dir} is a finished run of this configuration: reusing {best.name}, not training again")
+        model.load_state_dict(training.load_checkpoint(best)["model"])
+        history = training_history(run.run_dir)
+    else:
+        history = training.train(run.config, prepared, run.run_dir, resume=True, model=model)
     curve = run.run_dir / "loss_curve.png"
     if curve.is_file():
         from IPython.display import Image
 
         _display(Image(filename=str(curve)))
     return history
+
+
+def training_history(run_dir: Path) -> pd.DataFrame:
+    """The per-epoch metrics of a run: ``metrics.csv``, else the history saved in its checkpoints
+    (``last.pt``, then ``best.pt``), which also restores ``metrics.csv``."""
+    path = run_dir / "metrics.csv"
+    try:
+        return pd.read_csv(path)
+    except (OSError, ValueError):
+        pass
+    for name in ("last.pt", "best.pt"):
+        checkpoint_path = run_dir / "checkpoints" / name
+        if checkpoint_path.is_file():
+            history = pd.DataFrame(training.load_checkpoint(checkpoint_path).get("history", []),
+                                   columns=training.METRIC_COLUMNS)
+            if len(history):
+                print(f"{path} is missing or unreadable: restored from {checkpoint_path}")
+                atomic_write_text(path, history.to_csv(index=False))
+                return history
+    raise FileNotFoundError(
+        f"{path} is missing or unreadable and no checkpoint of {run_dir} holds the training history; "
+        f"delete {run_dir / 'checkpoints'} and rerun to train this run afresh"
+    )
 
 
 def evaluate(run: Run, prepared: PreparedData, model: StoryPredictor) -> evaluation.EvaluationResult:
@@ -225,8 +354,10 @@ def evaluate(run: Run, prepared: PreparedData, model: StoryPredictor) -> evaluat
         checkpoint="checkpoints/best.pt",
         checkpoint_epoch=int(checkpoint["epoch"]),
     )
-    floors_path = run.data_dir / "floors.json"
-    floors = json.loads(floors_path.read_text()) if floors_path.is_file() else compute_floors(prepared)[0]
+    if floors_problem(run.data_dir, prepared) is None:
+        floors = _read_floors(run.data_dir / "floors.json")
+    else:
+        floors = compute_floors(prepared)[0]
     result.table = floor_table(floors, result.metrics)
     _display(result.table)
     return result
@@ -243,14 +374,20 @@ def show_visualization(run: Run) -> Path | None:
     return pictures[-1]
 
 
-def record(run: Run, result: evaluation.EvaluationResult) -> dict:
-    """Write predictions.csv / predictions.npz, then test_metrics.json (last: it marks completion)."""
-    history = pd.read_csv(run.run_dir / "metrics.csv")
+def record(run: Run, result: evaluation.EvaluationResult, keep_checkpoints: bool | None = None) -> dict:
+    """Write predictions.csv / predictions.npz, then test_metrics.json (last: it marks completion).
+
+    Then, the run being complete, ``checkpoints/last.pt`` is deleted (``best.pt`` holds the
+    weights the metrics come from) unless ``keep_checkpoints`` (default: the environment's
+    ``STORYLIB_KEEP_CHECKPOINTS``, set by ``run_all.py --keep-checkpoints``).
+    """
+    history = training_history(run.run_dir)
     metrics = dict(result.metrics)
     metrics.update(
         train_seconds=float(history["epoch_seconds"].sum()),
         stories_per_second=float(history["stories_per_second"].mean()),
         config_hash=run.config_hash,
+        code_version=storylib.__version__,
         experiment=run.experiment,
         seed=run.seed,
         scale=run.scale,
@@ -266,12 +403,13 @@ def record(run: Run, result: evaluation.EvaluationResult) -> dict:
         arrays["vae_samples"] = result.vae_samples
     atomic_save_npz(run.run_dir / "predictions.npz", **arrays)
     atomic_write_json(run.run_dir / "test_metrics.json", metrics)
+    if keep_checkpoints is None:
+        keep_checkpoints = os.environ.get("STORYLIB_KEEP_CHECKPOINTS", "").strip() not in ("", "0")
+    if not keep_checkpoints and (run.run_dir / "checkpoints" / "best.pt").is_file():
+        (run.run_dir / "checkpoints" / "last.pt").unlink(missing_ok=True)
     return metrics
 
 
 def is_complete(run_dir: str | Path, config_hash: str) -> bool:
-    """True when ``run_dir/test_metrics.json`` exists and was written for ``config_hash``."""
-    try:
-        return json.loads((Path(run_dir) / "test_metrics.json").read_text()).get("config_hash") == config_hash
-    except (OSError, ValueError):
-        return False
+    """True when ``run_dir/test_metrics.json`` is a full record written for ``config_hash``."""
+    return finished_hash(run_dir) == config_hash

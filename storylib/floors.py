@@ -37,7 +37,7 @@ from storylib.models.encoders import PAD_ID
 
 IMAGE_FLOORS = ("median_image", "mean_image", "copy_last_frame", "motion_extrapolation", "analogue")
 IMAGE_ORACLES = ("oracle_best_context",)  # peek at the truth: references, not floors
-TEXT_FLOORS = ("copy_last_description", "analogue")
+TEXT_FLOORS = ("unigram", "copy_last_description", "analogue")  # analogue: image and text alike
 TEXT_METRICS = ("bleu", "chrf", "rouge_l")
 TARGET = 4  # index of the target frame / description in a window
 BATCH = 64
@@ -151,7 +151,7 @@ def compute_floors(prepared: PreparedData) -> tuple[dict, pd.DataFrame]:
     floors["oracle_best_context"]["oracle"] = True  # it peeks at the target: never a floor to beat
 
     references = _decode_descriptions(test, tokenizer, np.full(len(test), TARGET))
-    text_hypotheses = {
+    text_hypotheses = {  # the text floors other than the unigram model
         "copy_last_description": _decode_descriptions(test, tokenizer, np.full(len(test), TARGET - 1)),
         "analogue": _decode_descriptions(test, tokenizer, TARGET - lags),
     }

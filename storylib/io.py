@@ -12,19 +12,57 @@ import os
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
 
 T = TypeVar("T")
+TEMPORARY_SUFFIX = ".tmp"
+
+
+def current_umask() -> int:
+    """The process's umask (read from /proc where it exists: ``os.umask`` can only be read by setting it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def new_file_mode() -> int:
+    """The mode ``open(path, "w")`` gives a new file: 0o666 less the umask (``mkstemp`` gives 0o600)."""
+    return 0o666 & ~current_umask()
+
+
+def remove_temporary_files(folder: Path | str) -> list[Path]:
+    """Delete the hidden ``.<name>.*.tmp`` files an atomic write left under ``folder`` (a crash
+    between creating and renaming one). Call it only while no other process writes there
+    (under the folder's lock); returns what was removed."""
+    removed = []
+    for candidate in Path(folder).rglob(f".*{TEMPORARY_SUFFIX}"):
+        if candidate.is_file():
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    return removed
 
 
 def atomic_write_bytes(path: Path | str, payload: bytes) -> Path:
+    """Write ``payload`` to a temporary file beside ``path``, fsync, rename into place.
+
+    The file gets the mode of any new file (umask applied), not mkstemp's 0600, so results are
+    readable by whoever may read the folder. A failed write leaves no temporary file behind.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
     try:
+        os.fchmod(handle, new_file_mode())
         with os.fdopen(handle, "wb") as stream:
             stream.write(payload)
             stream.flush()
@@ -37,10 +75,12 @@ def atomic_write_bytes(path: Path | str, payload: bytes) -> Path:
 
 
 def atomic_write_text(path: Path | str, text: str) -> Path:
+    """:func:`atomic_write_bytes` of ``text`` as UTF-8."""
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_json(path: Path | str, payload: Any) -> Path:
+    """:func:`atomic_write_text` of ``payload`` as indented JSON with sorted keys."""
     return atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
@@ -118,3 +158,42 @@ def progress(iterable: Iterable[T], total: int | None = None, desc: str = "", en
             shown_at = time.monotonic()
             handle.update({"text/plain": tqdm.format_meter(count, total, shown_at - started, prefix=desc)}, raw=True)
     handle.update({"text/plain": tqdm.format_meter(count, total, time.monotonic() - started, prefix=desc)}, raw=True)
+
+
+class LockWaitCancelled(Exception):
+    """Waiting for a lock was given up (``should_stop`` said so, e.g. after Ctrl-C)."""
+
+
+@contextmanager
+def exclusive(lock_path: Path | str, waiting_message: str, should_stop: Callable[[], bool] | None = None,
+              poll_seconds: float = 0.5) -> Iterator[bool]:
+    """Hold the file lock ``lock_path`` (``filelock``) for the ``with`` body.
+
+    When another process (or thread) holds it, prints ``waiting_message`` on stderr once and
+    waits; ``should_stop`` is asked every ``poll_seconds`` and ends the wait with
+    :class:`LockWaitCancelled`. Yields True when it had to wait: whatever the other holder was
+    doing may now be done, so the caller checks again before doing the work itself.
+    """
+    from filelock import FileLock, Timeout
+
+    lock_path = Path(lock_path)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(lock_path), thread_local=False)
+    waited = False
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        waited = True
+        print(waiting_message, file=sys.stderr, flush=True)
+        while True:
+            if should_stop is not None and should_stop():
+                raise LockWaitCancelled(f"gave up waiting for {lock_path}") from None
+            try:
+                lock.acquire(timeout=poll_seconds)
+                break
+            except Timeout:
+                continue
+    try:
+        yield waited
+    finally:
+        lock.release()

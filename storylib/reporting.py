@@ -103,16 +103,46 @@ def experiment_sort_key(name: str) -> tuple[int, str]:
     return (len(EXPERIMENT_ORDER), name)
 
 
+def _seed_number(folder: Path) -> int:
+    return int(folder.name[4:]) if folder.name[4:].isdigit() else 1 << 30
+
+
+def run_folders(data_dir: Path | str) -> list[tuple[str, Path, str | None]]:
+    """Every ``<experiment>/seed<k>`` with a ``test_metrics.json``: (experiment, folder, why it
+    is stale or None), in study order. See :func:`storylib.runs.stale_reason`."""
+    from storylib.runs import stale_reason
+
+    found = []
+    for path in Path(data_dir).glob("*/seed*/test_metrics.json"):
+        experiment, folder = path.parent.parent.name, path.parent
+        found.append((experiment, folder, stale_reason(folder, experiment)))
+    return sorted(found, key=lambda item: (experiment_sort_key(item[0]), _seed_number(item[1])))
+
+
 def seed_dirs(data_dir: Path | str, experiment: str) -> list[Path]:
-    """``<experiment>/seed<k>`` folders that hold a finished run, by seed."""
-    folders = [p.parent for p in Path(data_dir, experiment).glob("seed*/test_metrics.json")]
-    return sorted(folders, key=lambda p: int(p.name[4:]) if p.name[4:].isdigit() else 1 << 30)
+    """``<experiment>/seed<k>`` folders that hold a finished, current run, by seed (stale runs,
+    trained with other settings or unreadable, are left out: :func:`stale_runs` lists them)."""
+    return [folder for name, folder, stale in run_folders(data_dir) if name == experiment and stale is None]
 
 
 def finished_experiments(data_dir: Path | str) -> list[str]:
-    """Experiments with at least one finished seed, in study order."""
-    names = {p.parent.parent.name for p in Path(data_dir).glob("*/seed*/test_metrics.json")}
-    return sorted(names, key=experiment_sort_key)
+    """Experiments with at least one finished, current seed, in study order."""
+    return list(dict.fromkeys(name for name, _, stale in run_folders(data_dir) if stale is None))
+
+
+def stale_runs(data_dir: Path | str) -> list[tuple[Path, str]]:
+    """(folder relative to ``data_dir``, why) of every run the report leaves out."""
+    return [(folder.relative_to(data_dir), stale) for _, folder, stale in run_folders(data_dir) if stale is not None]
+
+
+def stale_runs_text(data_dir: Path | str) -> str:
+    """One line per stale run (empty when there is none), for the report and run_all.py."""
+    stale = stale_runs(data_dir)
+    if not stale:
+        return ""
+    lines = [f"Left out of the report ({len(stale)} stale run{'s' if len(stale) != 1 else ''}):"]
+    lines += [f"- {folder}: {why}" for folder, why in stale]
+    return "\n".join(lines)
 
 
 def collect_runs(data_dir: Path | str) -> pd.DataFrame:
@@ -120,12 +150,15 @@ def collect_runs(data_dir: Path | str) -> pd.DataFrame:
 
     Columns: ``experiment``, ``seed``, the contract metrics, ``num_params``, ``train_seconds``,
     ``stories_per_second`` and whatever else the files hold (tokenizer, config_hash, ...).
-    An empty frame (with those columns) when nothing has finished yet.
+    Only finished, current runs (:func:`stale_runs` lists the others). An empty frame (with
+    those columns) when nothing has finished yet.
     """
+    from storylib.runs import read_test_metrics
+
     rows = []
-    for experiment in finished_experiments(data_dir):
-        for folder in seed_dirs(data_dir, experiment):
-            values = json.loads((folder / "test_metrics.json").read_text(encoding="utf-8"))
+    for experiment, folder, stale in run_folders(data_dir):
+        if stale is None:
+            values = read_test_metrics(folder)
             flat = {key: value for key, value in values.items() if not isinstance(value, (dict, list))}
             flat["experiment"] = experiment
             flat["seed"] = int(values.get("seed", folder.name[4:]))
@@ -211,6 +244,9 @@ def describe_runs(data_dir: Path | str) -> str:
             if value is not None and not (isinstance(value, float) and math.isnan(value)):
                 facts.append(f"{key.replace('_', ' ')}: {value}")
         text = f"{Path(data_dir).name}: {listed}." + (f" {'; '.join(facts)}." if facts else "")
+    stale = stale_runs_text(data_dir)
+    if stale:
+        text += "\n\n" + stale
     text = f"## {report_title(data_dir)}\n\n{text}"
     _show_markdown(text)
     return text
@@ -737,6 +773,8 @@ def write_report_files(data_dir: Path | str) -> dict[str, Path]:
     runs.to_csv(buffer, index=False)
     paths = {"results_csv": atomic_write_text(data_dir / "results.csv", buffer.getvalue())}
     lines = [f"# Results: {data_dir.name}", ""]
+    if stale_runs_text(data_dir):
+        lines += [stale_runs_text(data_dir), ""]
     if runs.empty:
         lines += [no_runs_message(data_dir), ""]
     else:

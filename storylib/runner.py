@@ -10,6 +10,13 @@ A finished run (``test_metrics.json`` with the config hash this call would produ
 unless ``--force``, so an interrupted call continues where it stopped. A failing notebook does
 not stop the others; the failures are listed at the end (notebook, cell, error) and the exit
 status is 1.
+
+Faults: the data source and the results folder are checked before any kernel starts (exit 2
+with one paragraph); each run folder is locked while a kernel works in it, so a second
+``run_all.py`` on the same folder waits and then reuses the run; the shared files of the
+results folder (floors, saved test windows) are validated and rebuilt before the report; the
+first Ctrl-C stops starting notebooks, interrupts the running kernels and exits 130 with a
+summary, a second Ctrl-C kills the kernels at once.
 """
 
 from __future__ import annotations
@@ -17,16 +24,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
-from storylib.config import SCALES, available_experiments
-from storylib.io import atomic_write_text, is_interactive
+from jupyter_client.manager import AsyncKernelManager
+
+from storylib.config import SCALES, ConfigError, available_experiments
+from storylib.io import LockWaitCancelled, atomic_write_text, exclusive, is_interactive
+from storylib.runs import finished_hash
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 EXPLORATION_NOTEBOOK = "01_data_exploration.ipynb"
@@ -35,6 +47,16 @@ REPORT_NOTEBOOK = "03_comparison_report.ipynb"
 
 # (experiment, data, scale, seed) -> the config hash a run with these parameters will record
 PlannedHash = Callable[[str, str, str, int], str]
+# (experiment, data, scale, results_dir) -> notes on the shared files it checked or rebuilt
+SharedFiles = Callable[[str, str, str, Path], list[str]]
+EXIT_INTERRUPTED = 130          # 128 + SIGINT, as a shell reports a process ended by Ctrl-C
+EXIT_USAGE = 2
+LOCKS_FOLDER = ".locks"
+REINTERRUPT_SECONDS = 3.0       # a SIGINT that reached a kernel between two cells is sent again
+
+
+class RunAllError(Exception):
+    """Bad input met before any kernel starts: printed as one paragraph, exit status 2."""
 
 
 @dataclass
@@ -46,12 +68,21 @@ class NotebookRun:
     output: Path
     parameters: dict
     reused: bool = False
+    planned_hash: str | None = None   # experiment runs: reused when test_metrics.json records it
+
+    @property
+    def lock_path(self) -> Path:
+        """One lock per run folder (``<data dir>/.locks/<experiment>-seed<k>.lock``), per notebook otherwise."""
+        folder = self.output.parent
+        if self.planned_hash is not None:
+            return folder.parent.parent / LOCKS_FOLDER / f"{folder.parent.name}-{folder.name}.lock"
+        return folder / LOCKS_FOLDER / f"{self.output.stem}.lock"
 
 
 @dataclass
 class RunOutcome:
     run: NotebookRun
-    status: str                # "ok" | "reused" | "failed"
+    status: str                # "ok" | "reused" | "failed" | "interrupted" | "not started"
     seconds: float = 0.0
     cell_index: int | None = None
     cell_source: str = ""
@@ -59,6 +90,8 @@ class RunOutcome:
     evalue: str = ""
 
     def failure_line(self) -> str:
+        if self.run.notebook.suffix != ".ipynb":         # a step of run_all.py itself
+            return f"{self.run.label}: {self.ename}: {self.evalue}"
         cell = f"cell {self.cell_index}" if self.cell_index is not None else "before any cell ran"
         source = self.cell_source.strip().splitlines()[0] if self.cell_source.strip() else ""
         where = f"{cell} (`{source}`)" if source else cell
@@ -91,6 +124,9 @@ def build_parser(known_experiments: Sequence[str]) -> argparse.ArgumentParser:
                         help="notebook kernels at a time (default: 2 on machines with 2 or more cores); "
                              "each kernel gets cores/jobs torch threads")
     parser.add_argument("--force", action="store_true", help="rerun finished runs instead of reusing them")
+    parser.add_argument("--keep-checkpoints", action="store_true",
+                        help="keep checkpoints/last.pt of finished runs too (default: a finished run keeps "
+                             "checkpoints/best.pt only, the weights its test metrics come from)")
     return parser
 
 
@@ -122,19 +158,23 @@ def default_jobs(cores: int | None = None) -> int:
     return 2 if cores >= 2 else 1
 
 
-def kernel_environment(jobs: int, base: dict[str, str] | None = None, cores: int | None = None) -> dict[str, str]:
+def kernel_environment(jobs: int, base: dict[str, str] | None = None, cores: int | None = None,
+                       keep_checkpoints: bool = False) -> dict[str, str]:
     """The environment every notebook kernel starts with.
 
     Progress bars off (tqdm floods papermill's output), cores/jobs threads per kernel, no
     ``STORYLIB_SCALE`` (the scale is a parameter) and no ``MPLBACKEND`` (ipykernel then uses
-    the inline backend, so figures land in the executed notebooks and report.html).
+    the inline backend, so figures land in the executed notebooks and report.html);
+    ``STORYLIB_KEEP_CHECKPOINTS=1`` with ``--keep-checkpoints``.
     """
     env = dict(os.environ if base is None else base)
     threads = str(max(1, (cores or os.cpu_count() or 1) // max(1, jobs)))
     env.update({"STORYLIB_NO_PROGRESS": "1", "STORYLIB_THREADS": threads, "OMP_NUM_THREADS": threads,
                 "MKL_NUM_THREADS": threads, "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
-    for name in ("STORYLIB_SCALE", "STORYLIB_RESULTS_DIR", "MPLBACKEND"):
+    for name in ("STORYLIB_SCALE", "STORYLIB_RESULTS_DIR", "MPLBACKEND", "STORYLIB_KEEP_CHECKPOINTS"):
         env.pop(name, None)
+    if keep_checkpoints:
+        env["STORYLIB_KEEP_CHECKPOINTS"] = "1"
     return env
 
 
@@ -155,12 +195,9 @@ def process_environment(env: dict[str, str]) -> Iterator[None]:
 
 
 def recorded_hash(run_dir: Path) -> str | None:
-    """The config hash in ``run_dir/test_metrics.json``, or None when the run is unfinished."""
-    path = run_dir / "test_metrics.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8")).get("config_hash")
-    except (OSError, ValueError):
-        return None
+    """The config hash of the finished run in ``run_dir``, or None when it is unfinished (no
+    ``test_metrics.json``, or one that is not a full record: :func:`storylib.runs.read_test_metrics`)."""
+    return finished_hash(run_dir)
 
 
 def default_planned_hash(experiment: str, data: str, scale: str, seed: int) -> str:
@@ -176,13 +213,14 @@ def plan_experiment_runs(experiments: Sequence[str], seeds: int, data: str, scal
     for seed in range(seeds):
         for experiment in experiments:
             run_dir = data_dir / experiment / f"seed{seed}"
-            reused = not force and recorded_hash(run_dir) == planned_hash(experiment, data, scale, seed)
+            planned = planned_hash(experiment, data, scale, seed)
+            reused = not force and recorded_hash(run_dir) == planned
             runs.append(NotebookRun(
                 label=f"{experiment} seed{seed}", notebook=notebooks_dir / EXPERIMENT_NOTEBOOK,
                 output=run_dir / "experiment.ipynb",
                 parameters={"experiment": experiment, "data": data, "scale": scale, "seed": seed,
                             "results_dir": str(results_dir), "device": "auto"},
-                reused=reused))
+                reused=reused, planned_hash=planned))
     return runs
 
 
@@ -190,34 +228,170 @@ def exploration_reusable(output: Path, parameters: dict) -> bool:
     """An executed data exploration with the same parameters that raised nothing."""
     try:
         metadata = json.loads(output.read_text(encoding="utf-8"))["metadata"]["papermill"]
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):
         return False
     return metadata.get("parameters") == parameters and not metadata.get("exception") and bool(metadata.get("end_time"))
+
+
+# --------------------------------------------------------------------------- Ctrl-C
+
+
+class RunInterrupted(Exception):
+    """Raised in a kernel's client after the first Ctrl-C so that no further cell starts."""
+
+
+class Interruption:
+    """What the first and second Ctrl-C do, shared by the main thread and the worker threads.
+
+    Kernels run in their own session (jupyter_client starts them so), so a Ctrl-C in the
+    terminal reaches this process only. The first one sets :attr:`stopping` (no notebook and
+    no cell starts after it) and sends SIGINT to every live kernel's process group; the second
+    one sends SIGKILL. Checkpoints and result files are written atomically, so either leaves
+    nothing half-written and an interrupted run resumes on the next call.
+    """
+
+    def __init__(self) -> None:
+        self.stopping = threading.Event()
+        self.killing = False
+        self.interrupted_at = 0.0
+        self._kernels: list[AsyncKernelManager] = []
+        self._lock = threading.Lock()
+
+    def register(self, kernel: AsyncKernelManager) -> None:
+        with self._lock:
+            self._kernels = [k for k in self._kernels if _kernel_process(k) is not None] + [kernel]
+        if self.stopping.is_set():       # started while stopping: it gets no cell anyway
+            self._signal(kernel, signal.SIGKILL if self.killing else signal.SIGINT)
+
+    def live_kernels(self) -> list[AsyncKernelManager]:
+        with self._lock:
+            return [k for k in self._kernels if _kernel_process(k) is not None]
+
+    @staticmethod
+    def _signal(kernel: AsyncKernelManager, signum: int) -> None:
+        process = _kernel_process(kernel)
+        if process is None:
+            return
+        try:
+            os.killpg(getattr(kernel.provisioner, "pgid", None) or process.pid, signum)
+        except OSError:
+            try:
+                process.send_signal(signum)
+            except OSError:
+                pass
+
+    def signal_all(self, signum: int) -> None:
+        for kernel in self.live_kernels():
+            self._signal(kernel, signum)
+
+    def handle_sigint(self, *_: Any) -> None:
+        """The SIGINT handler of the main thread while notebooks run."""
+        if not self.stopping.is_set():
+            self.stopping.set()
+            self.interrupted_at = time.monotonic()
+            sys.stderr.write("\nCtrl-C: starting no more notebooks and interrupting the running kernels "
+                             "(their checkpoints are kept; Ctrl-C again kills them at once)\n")
+            self.signal_all(signal.SIGINT)
+        else:
+            self.killing = True
+            sys.stderr.write("\nCtrl-C again: killing the running kernels\n")
+            self.signal_all(signal.SIGKILL)
+        sys.stderr.flush()
+
+    def keep_interrupting(self) -> None:
+        """Resend SIGINT now and then: one that reaches a kernel between two cells is ignored by it."""
+        if self.stopping.is_set() and time.monotonic() - self.interrupted_at > REINTERRUPT_SECONDS:
+            self.interrupted_at = time.monotonic()
+            self.signal_all(signal.SIGKILL if self.killing else signal.SIGINT)
+
+    def refuse_cell(self, **_: Any) -> None:
+        """nbclient's ``on_cell_start`` hook: after Ctrl-C no cell starts."""
+        if self.stopping.is_set():
+            raise RunInterrupted("interrupted by Ctrl-C before this cell started")
+
+    @contextmanager
+    def installed(self) -> Iterator["Interruption"]:
+        """Handle SIGINT as above for the duration (only the main thread can install a handler)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = signal.signal(signal.SIGINT, self.handle_sigint)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _kernel_process(kernel: AsyncKernelManager) -> Any:
+    provisioner = getattr(kernel, "provisioner", None)
+    process = getattr(provisioner, "process", None)
+    return process if process is not None and process.poll() is None else None
+
+
+# The Interruption of the current main() call (kernel managers are created by nbclient, so
+# they find it here); main() installs a fresh one per call.
+_ACTIVE = Interruption()
+
+
+class TrackedKernelManager(AsyncKernelManager):
+    """nbclient's kernel manager, registered with the current :class:`Interruption` once its process runs."""
+
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+        await super()._async_launch_kernel(kernel_cmd, **kw)
+        _ACTIVE.register(self)
 
 
 # --------------------------------------------------------------------------- execution
 
 
-def execute(run: NotebookRun, cwd: Path) -> RunOutcome:
-    """Execute one notebook with papermill; a failure is returned, never raised."""
+def finished_meanwhile(run: NotebookRun) -> bool:
+    """After waiting for another process's lock: did it leave a finished run with our parameters?"""
+    if run.planned_hash is not None:
+        return recorded_hash(run.output.parent) == run.planned_hash
+    return exploration_reusable(run.output, run.parameters)
+
+
+def execute(run: NotebookRun, cwd: Path, interruption: Interruption | None = None) -> RunOutcome:
+    """Execute one notebook with papermill; a failure is returned, never raised.
+
+    Holds the run's lock (:attr:`NotebookRun.lock_path`) while it runs: when another process
+    holds it, says so, waits, and reuses the run if the other process finished it.
+    """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    interruption = interruption or _ACTIVE
     if run.reused:
         return RunOutcome(run, "reused")
-    run.output.parent.mkdir(parents=True, exist_ok=True)
+    if interruption.stopping.is_set():
+        return RunOutcome(run, "not started")
     start = time.perf_counter()
     try:
-        # The kernel's own log (an unencrypted-TCP warning at every start, a KeyboardInterrupt
-        # line at shutdown) is noise on this terminal; errors in cells reach the executed copy.
-        papermill.execute_notebook(str(run.notebook), str(run.output), parameters=run.parameters,
-                                   kernel_name="python3", cwd=str(cwd), progress_bar=False, log_output=False,
-                                   extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
+        message = f"{run.label}: another process is running it (lock {run.lock_path}); waiting for it to finish"
+        with exclusive(run.lock_path, message, should_stop=interruption.stopping.is_set) as waited:
+            if waited and finished_meanwhile(run):
+                print(f"{run.label}: finished by the other process; reusing it", file=sys.stderr, flush=True)
+                return RunOutcome(run, "reused")
+            if interruption.stopping.is_set():
+                return RunOutcome(run, "not started")
+            run.output.parent.mkdir(parents=True, exist_ok=True)
+            start = time.perf_counter()
+            # The kernel's own log (an unencrypted-TCP warning at every start, a KeyboardInterrupt
+            # line at shutdown) is noise on this terminal; errors in cells reach the executed copy.
+            papermill.execute_notebook(str(run.notebook), str(run.output), parameters=run.parameters,
+                                       kernel_name="python3", cwd=str(cwd), progress_bar=False, log_output=False,
+                                       extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+                                       kernel_manager_class=TrackedKernelManager,
+                                       on_cell_start=interruption.refuse_cell)
+    except LockWaitCancelled:
+        return RunOutcome(run, "not started")
     except PapermillExecutionError as error:
-        return RunOutcome(run, "failed", time.perf_counter() - start, error.cell_index, error.source or "",
+        status = "interrupted" if interruption.stopping.is_set() else "failed"
+        return RunOutcome(run, status, time.perf_counter() - start, error.cell_index, error.source or "",
                           error.ename, error.evalue)
     except Exception as error:  # noqa: BLE001 - a dead kernel or unreadable notebook is one failed run
-        return RunOutcome(run, "failed", time.perf_counter() - start, None, "", type(error).__name__, str(error))
+        status = "interrupted" if interruption.stopping.is_set() else "failed"
+        return RunOutcome(run, status, time.perf_counter() - start, None, "", type(error).__name__, str(error))
     return RunOutcome(run, "ok", time.perf_counter() - start)
 
 
@@ -252,105 +426,258 @@ class ProgressReporter:
             self.bar.close()
 
 
-def execute_all(runs: Sequence[NotebookRun], jobs: int, cwd: Path, reporter: ProgressReporter) -> list[RunOutcome]:
-    """Run ``runs`` with ``jobs`` kernels at a time; outcomes in the order of ``runs``."""
+def execute_all(runs: Sequence[NotebookRun], jobs: int, cwd: Path, reporter: ProgressReporter,
+                interruption: Interruption | None = None) -> list[RunOutcome]:
+    """Run ``runs`` with ``jobs`` kernels at a time; outcomes in the order of ``runs``.
+
+    The main thread waits in short steps, so Ctrl-C is handled at once (:class:`Interruption`);
+    after it, queued runs are cancelled and come back as "not started".
+    """
+    interruption = interruption or _ACTIVE
     outcomes: dict[int, RunOutcome] = {}
     pending = []
     for position, run in enumerate(runs):
         if run.reused:
             outcomes[position] = RunOutcome(run, "reused")
             reporter.finished(outcomes[position])
+        elif interruption.stopping.is_set():
+            outcomes[position] = RunOutcome(run, "not started")
         else:
             pending.append(position)
     if pending:
         with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(pending)))) as pool:
-            futures = {pool.submit(execute, runs[p], cwd): p for p in pending}
-            for future in as_completed(futures):
-                outcomes[futures[future]] = future.result()
-                reporter.finished(outcomes[futures[future]])
+            futures: dict[Future, int] = {pool.submit(execute, runs[p], cwd, interruption): p for p in pending}
+            waiting = set(futures)
+            while waiting:
+                done, waiting = wait(waiting, timeout=0.25, return_when=FIRST_COMPLETED)
+                if interruption.stopping.is_set():
+                    for future in list(waiting):
+                        if future.cancel():
+                            waiting.discard(future)
+                            outcomes[futures[future]] = RunOutcome(runs[futures[future]], "not started")
+                    interruption.keep_interrupting()
+                for future in done:
+                    outcomes[futures[future]] = future.result()
+                    reporter.finished(outcomes[futures[future]])
     return [outcomes[p] for p in range(len(runs))]
 
 
 def write_html_report(notebook: Path, html_path: Path) -> Path:
     """Convert an executed notebook to a standalone HTML page (atomically), titled by the data
-    and scale of its folder (:func:`storylib.reporting.report_html`)."""
+    and scale of its folder (:func:`storylib.reporting.report_html`); a :class:`RunAllError`
+    naming the file when the notebook is empty or damaged or the page cannot be written."""
     from storylib.reporting import report_html
 
-    return atomic_write_text(html_path, report_html(notebook, html_path.parent))
+    try:
+        if notebook.stat().st_size == 0:
+            raise ValueError("the file is empty")
+        return atomic_write_text(html_path, report_html(notebook, html_path.parent))
+    except OSError as error:
+        raise RunAllError(f"{html_path} cannot be written ({error.strerror or error}); free disk space or "
+                          "make the folder writable, then rerun (finished runs are reused)") from None
+    except Exception as error:  # noqa: BLE001 - nbformat raises many kinds for a damaged notebook
+        raise RunAllError(f"{notebook} cannot be converted to {html_path.name} ({type(error).__name__}: "
+                          f"{' '.join(str(error).split())[:200]}); it is empty or damaged (a full disk?): free "
+                          "disk space and rerun (finished runs are reused)") from None
 
 
 def print_summary(data_dir: Path) -> None:
+    """The metrics table of the folder's current runs, then the stale runs left out; one line
+    instead of a traceback when a file of the folder cannot be read."""
     from storylib import reporting
 
-    runs = reporting.collect_runs(data_dir)
-    if runs.empty:
-        print(reporting.no_runs_message(data_dir))
-        return
-    import pandas as pd
+    try:
+        runs = reporting.collect_runs(data_dir)
+        if runs.empty:
+            print(reporting.no_runs_message(data_dir))
+        else:
+            import pandas as pd
 
-    table = reporting.summary_table(runs, reporting.load_floors(data_dir))
-    columns = ["n_seeds", "image_mae", "image_ssim", "text_perplexity", "chrf", "rouge_l", "prediction_spread"]
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(table[columns].to_string())
+            table = reporting.summary_table(runs, reporting.load_floors(data_dir))
+            columns = ["n_seeds", "image_mae", "image_ssim", "text_perplexity", "chrf", "rouge_l", "prediction_spread"]
+            with pd.option_context("display.width", 200, "display.max_columns", 20):
+                print(table[columns].to_string())
+        stale = reporting.stale_runs_text(data_dir)
+        if stale:
+            print("\n" + stale)
+    except Exception as error:  # noqa: BLE001 - the summary must not hide what ran
+        print(f"\nthe metrics summary of {data_dir} cannot be printed ({type(error).__name__}: "
+              f"{' '.join(str(error).split())[:300]})", file=sys.stderr)
+
+
+def print_interrupted(outcomes: Sequence[RunOutcome], started: float) -> None:
+    """After Ctrl-C: which runs finished, which were interrupted (they resume) and which never started."""
+    groups = {
+        "finished": [o for o in outcomes if o.status in ("ok", "reused")],
+        "interrupted (resumes from its last checkpoint on the next call)": [o for o in outcomes if o.status == "interrupted"],
+        "failed": [o for o in outcomes if o.status == "failed"],
+        "not started": [o for o in outcomes if o.status == "not started"],
+    }
+    print(f"\nInterrupted by Ctrl-C after {time.perf_counter() - started:.0f} s.", file=sys.stderr)
+    for title, members in groups.items():
+        if members:
+            print(f"{title} ({len(members)}): {', '.join(o.run.label for o in members)}", file=sys.stderr)
+    print("Run the same command again to continue: finished runs are reused.", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- checks before any kernel
+
+
+def check_data_source(given: str) -> str:
+    """The concrete data source of ``--data`` (a folder made absolute: kernels run in
+    notebooks/); :class:`RunAllError` with one paragraph when it cannot be used."""
+    from storylib.data.sources import DataSourceError, hub_dataset_cached, hub_reachable, local_parquet_files, resolve_source
+
+    try:
+        data = resolve_source(given)
+        if data == "storyreasoning" and given != "auto" and not (hub_dataset_cached() or hub_reachable()):
+            raise DataSourceError("it is not in the Hugging Face cache and huggingface.co cannot be reached")
+        if data not in ("storyreasoning", "synthetic"):
+            from storylib.data.prepare import check_local_columns
+
+            local_parquet_files(data)
+            check_local_columns(data)
+            data = str(Path(data).expanduser().resolve())
+    except DataSourceError as error:
+        raise RunAllError(
+            f"--data {given}: this data source cannot be used: {' '.join(str(error).split())}. "
+            "Expected one of: auto (StoryReasoning when cached or reachable, else synthetic), storyreasoning "
+            "(the Hugging Face data set daniel3303/StoryReasoning), synthetic (the embedded stand-in, no "
+            "download), or a folder of parquet files in the StoryReasoning schema laid out as on the hub "
+            "(data/train-*.parquet and data/test-*.parquet, or both in the folder itself). For a first run "
+            "without the data set use --data synthetic. Nothing was run and nothing was written."
+        ) from None
+    return data
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` and write a probe file in it, or raise :class:`RunAllError` naming it."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-probe-"):
+            pass
+    except OSError as error:
+        raise RunAllError(
+            f"the results folder {folder} cannot be written ({error.strerror or error}); make it writable or "
+            "choose another with --results-dir DIR. Nothing was run."
+        ) from None
+
+
+def default_shared_files(experiment: str, data: str, scale: str, results_dir: Path) -> list[str]:
+    from storylib.experiment import refresh_shared_files
+
+    return refresh_shared_files(experiment, data, scale, results_dir)
+
+
+def run_shared_files(shared_files: SharedFiles, experiment: str, data: str, scale: str, results_dir: Path,
+                     data_dir: Path) -> RunOutcome | None:
+    """Check (and rebuild) the folder's shared files (under their lock, taken by
+    :func:`storylib.experiment.ensure_shared_files`); a failed outcome, or None."""
+    step = NotebookRun("shared files (floors, saved test windows)", Path("run_all.py"), data_dir / "floors.json", {})
+    started = time.perf_counter()
+    try:
+        for note in shared_files(experiment, data, scale, results_dir):
+            print(note, flush=True)
+    except Exception as error:  # noqa: BLE001 - reported with the failures, the summary still prints
+        return RunOutcome(step, "failed", time.perf_counter() - started, None, "", type(error).__name__,
+                          " ".join(str(error).split()))
+    return None
 
 
 # --------------------------------------------------------------------------- main
 
 
 def main(argv: Sequence[str] | None = None, *, notebooks_dir: Path | str | None = None,
-         planned_hash: PlannedHash | None = None) -> int:
-    """Parse ``argv`` and run the suite; returns the exit status (0 all ran, 1 a notebook failed).
+         planned_hash: PlannedHash | None = None, shared_files: SharedFiles | None = None) -> int:
+    """Parse ``argv`` and run the suite; returns the exit status (0 all ran, 1 a notebook failed,
+    2 bad input found before any kernel started, 130 interrupted by Ctrl-C).
 
-    ``notebooks_dir`` and ``planned_hash`` exist for tests (throwaway notebooks, a fake hash).
+    ``notebooks_dir``, ``planned_hash`` and ``shared_files`` exist for tests (throwaway
+    notebooks, a fake hash, a stand-in for the shared-files check).
     """
+    try:
+        return _main(argv, notebooks_dir, planned_hash, shared_files)
+    except KeyboardInterrupt:          # Ctrl-C outside the notebooks (planning, summary): no traceback
+        print("\nInterrupted by Ctrl-C; run the same command again to continue (finished runs are reused).",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None, notebooks_dir: Path | str | None, planned_hash: PlannedHash | None,
+          shared_files: SharedFiles | None) -> int:
+    global _ACTIVE
     known = available_experiments()
     args = parse_args(argv, known)
-    from storylib.data.sources import resolve_source, source_label
+    from storylib.data.sources import source_label
 
-    data = resolve_source(args.data)
-    if data not in ("storyreasoning", "synthetic"):
-        data = str(Path(data).expanduser().resolve())     # kernels run in notebooks/
-    scale = resolve_scale(args.scale)
-    results_dir = Path(args.results_dir).expanduser().resolve()
-    data_dir = results_dir / f"{source_label(data)}-{scale}"
     notebooks_dir = Path(notebooks_dir) if notebooks_dir is not None else NOTEBOOKS_DIR
     experiments = [name for name in known if name in args.only] if args.only else list(known)
     jobs = args.jobs or default_jobs()
-    print(f"data: {data}   scale: {scale}   results: {data_dir}", flush=True)
-    print(f"experiments: {', '.join(experiments)} x {args.seeds} seed(s), {jobs} job(s)", flush=True)
-    if os.environ.get("STORYLIB_SCALE"):
-        print(f"note: STORYLIB_SCALE={os.environ['STORYLIB_SCALE']} is ignored by run_all.py (scale {scale} is used)")
+    try:
+        data = check_data_source(args.data)
+        scale = resolve_scale(args.scale)
+        results_dir = Path(args.results_dir).expanduser().resolve()
+        data_dir = results_dir / f"{source_label(data)}-{scale}"
+        print(f"data: {data}   scale: {scale}   results: {data_dir}", flush=True)
+        print(f"experiments: {', '.join(experiments)} x {args.seeds} seed(s), {jobs} job(s)", flush=True)
+        if os.environ.get("STORYLIB_SCALE"):
+            print(f"note: STORYLIB_SCALE={os.environ['STORYLIB_SCALE']} is ignored by run_all.py (scale {scale} is used)")
+        # relative to the kernels' working folder, so no executed notebook or report shows this machine's paths
+        kernel_results_dir = os.path.relpath(results_dir, notebooks_dir)
+        try:
+            experiment_runs = plan_experiment_runs(experiments, args.seeds, data, scale, kernel_results_dir, data_dir,
+                                                   notebooks_dir, args.force, planned_hash or default_planned_hash)
+        except ConfigError as error:
+            raise RunAllError(f"{' '.join(str(error).split())}. Fix the file and rerun. Nothing was run.") from None
+        check_writable(data_dir)
+    except RunAllError as error:
+        print(f"run_all.py: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
 
-    # relative to the kernels' working folder, so no executed notebook or report shows this machine's paths
-    kernel_results_dir = os.path.relpath(results_dir, notebooks_dir)
     exploration_parameters = {"data": data, "scale": scale, "results_dir": kernel_results_dir}
     exploration = NotebookRun("01_data_exploration", notebooks_dir / EXPLORATION_NOTEBOOK,
                               data_dir / "data_exploration.ipynb", exploration_parameters)
     exploration.reused = not args.force and exploration_reusable(exploration.output, exploration_parameters)
-    experiment_runs = plan_experiment_runs(experiments, args.seeds, data, scale, kernel_results_dir, data_dir, notebooks_dir,
-                                           args.force, planned_hash or default_planned_hash)
     report = NotebookRun("03_comparison_report", notebooks_dir / REPORT_NOTEBOOK,
                          data_dir / "comparison_report.ipynb", dict(exploration_parameters))
     reporter = ProgressReporter(2 + len(experiment_runs))
     started = time.perf_counter()
-    with process_environment(kernel_environment(jobs)):
-        outcomes = execute_all([exploration], 1, notebooks_dir, reporter)
-        outcomes += execute_all(experiment_runs, jobs, notebooks_dir, reporter)
-        outcomes += execute_all([report], 1, notebooks_dir, reporter)
+    interruption = _ACTIVE = Interruption()
+    step_failures: list[RunOutcome] = []
+    with process_environment(kernel_environment(jobs, keep_checkpoints=args.keep_checkpoints)), interruption.installed():
+        outcomes = execute_all([exploration], 1, notebooks_dir, reporter, interruption)
+        outcomes += execute_all(experiment_runs, jobs, notebooks_dir, reporter, interruption)
+        if not interruption.stopping.is_set():
+            failed = run_shared_files(shared_files or default_shared_files, experiments[0], data, scale,
+                                      results_dir, data_dir)
+            step_failures += [failed] if failed else []
+        outcomes += execute_all([report], 1, notebooks_dir, reporter, interruption)
     reporter.close()
+    if interruption.stopping.is_set():
+        print_interrupted(outcomes, started)
+        return EXIT_INTERRUPTED
 
     html_path = data_dir / "report.html"
+    html_written = False
     if report.output.is_file():
-        write_html_report(report.output, html_path)
+        try:
+            write_html_report(report.output, html_path)
+            html_written = True
+        except RunAllError as error:
+            step_failures.append(RunOutcome(NotebookRun("report.html", Path("run_all.py"), html_path, {}), "failed",
+                                            ename="RunAllError", evalue=str(error)))
     reused = sum(outcome.status == "reused" for outcome in outcomes)
-    failures = [outcome for outcome in outcomes if outcome.status == "failed"]
+    failures = [outcome for outcome in outcomes if outcome.status == "failed"] + step_failures
+    notebook_failures = len(failures) - len(step_failures)
     print(f"\n{len(outcomes)} notebooks in {time.perf_counter() - started:.0f} s: "
-          f"{len(outcomes) - reused - len(failures)} ran, {reused} reused, {len(failures)} failed")
+          f"{len(outcomes) - reused - notebook_failures} ran, {reused} reused, {notebook_failures} failed")
     print_summary(data_dir)
-    if html_path.is_file():
+    if html_written:
         print(f"\nreport: {html_path}")
     if failures:
-        print(f"\n{len(failures)} notebook(s) failed:", file=sys.stderr)
+        print(f"\n{len(failures)} step(s) failed:", file=sys.stderr)
         for outcome in failures:
             print("  " + outcome.failure_line(), file=sys.stderr)
         return 1

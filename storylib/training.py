@@ -159,13 +159,21 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
     except FileNotFoundError:
         raise
     except Exception as error:  # noqa: BLE001 - any unpickling failure means the file is unusable
-        raise CheckpointError(
-            f"checkpoint {path} cannot be read ({type(error).__name__}: {str(error)[:200]}); "
-            "delete it to train afresh"
-        ) from None
+        # torch's own text is not quoted: it suggests weights_only=False, which would run
+        # arbitrary code from a file of unknown origin.
+        raise CheckpointError(_unusable_checkpoint(path, f"cannot be read ({type(error).__name__}): it is "
+                                                         "truncated, damaged or not a storylib checkpoint")) from None
     if not isinstance(checkpoint, dict) or "model" not in checkpoint:
-        raise CheckpointError(f"checkpoint {path} is not a storylib checkpoint (no 'model' entry)")
+        raise CheckpointError(_unusable_checkpoint(path, "is not a storylib checkpoint (no 'model' entry)"))
     return checkpoint
+
+
+def _unusable_checkpoint(path: Path, what: str) -> str:
+    """The message for an unusable checkpoint, with advice that works when followed: without
+    its folder the run trains afresh (deleting only best.pt would leave a last.pt that says
+    training is finished)."""
+    return (f"checkpoint {path} {what}. To train this run afresh, delete the folder {path.parent} "
+            "(both best.pt and last.pt) and run it again; other runs are not affected.")
 
 
 def _check_finite(losses: dict[str, torch.Tensor], epoch: int, step: int) -> None:
@@ -348,6 +356,10 @@ def train(
         checkpoint = load_checkpoint(last_path, map_location=device)
         if checkpoint.get("config") != resolved:
             print(f"{last_path} was written for a different configuration; starting afresh")
+        elif not (checkpoint_dir / "best.pt").is_file():
+            # the first epoch writes best.pt beside last.pt: without it the trajectory cannot
+            # be scored (someone deleted it), so it is trained again from the start
+            print(f"{checkpoint_dir / 'best.pt'} is missing; training afresh instead of resuming from {last_path}")
         else:
             model.load_state_dict(checkpoint["model"])
             optimizer.load_state_dict(checkpoint["optimizer"])

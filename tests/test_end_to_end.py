@@ -64,6 +64,8 @@ def test_every_contract_file_is_written_with_content(first_call):
         metrics = json.loads((run_dir / "test_metrics.json").read_text())
         assert CONTRACT_KEYS <= set(metrics), CONTRACT_KEYS - set(metrics)
         assert (run_dir / "config.yaml").stat().st_size > 0 and (run_dir / "experiment.ipynb").is_file()
+        # a complete run keeps the weights its metrics come from, not the resume point
+        assert (run_dir / "checkpoints" / "best.pt").is_file() and not (run_dir / "checkpoints" / "last.pt").exists()
         assert len(pd.read_csv(run_dir / "metrics.csv")) >= 1
         predictions = pd.read_csv(run_dir / "predictions.csv")
         assert len(predictions) == metrics["num_test_windows"] > 0

@@ -60,15 +60,17 @@ def test_a_whole_run_writes_the_results_contract(tmp_path, monkeypatch):
     with np.load(run.run_dir / "predictions.npz") as arrays:  # no pickle needed
         assert arrays["predicted_frame"].dtype == np.uint8
         assert arrays["vae_samples"].shape[:2] == (len(arrays["window_index"]), 2)
-    for name in ("metrics.csv", "loss_curve.png", "checkpoints/best.pt", "checkpoints/last.pt"):
+    for name in ("metrics.csv", "loss_curve.png", "checkpoints/best.pt"):
         assert (run.run_dir / name).is_file()
+    assert not (run.run_dir / "checkpoints" / "last.pt").exists()      # a complete run keeps best.pt only
     assert experiment.is_complete(run.run_dir, run.config_hash)
     assert not experiment.is_complete(run.run_dir, "another-hash")
 
-    # a second session reuses the finished trajectory instead of training again
-    stamp = (run.run_dir / "checkpoints" / "last.pt").stat().st_mtime_ns
+    # a second session reuses the finished run instead of training again
+    stamp = (run.run_dir / "checkpoints" / "best.pt").stat().st_mtime_ns
     again = experiment.train(run, prepared, experiment.build(run, prepared))
-    assert (run.run_dir / "checkpoints" / "last.pt").stat().st_mtime_ns == stamp
+    assert (run.run_dir / "checkpoints" / "best.pt").stat().st_mtime_ns == stamp
+    assert not (run.run_dir / "checkpoints" / "last.pt").exists()
     pd.testing.assert_frame_equal(history, again)
 
 

@@ -8,6 +8,7 @@ import nbformat
 import pytest
 
 from storylib import runner
+from storylib.runs import CONTRACT_KEYS
 
 FAKE_EXPERIMENT = '''
 import json, pathlib
@@ -17,8 +18,10 @@ with open(pathlib.Path(results_dir) / "executions.log", "a") as log:
 if experiment == "vae":
     raise ValueError("boom in vae")
 run_dir.mkdir(parents=True, exist_ok=True)
-(run_dir / "test_metrics.json").write_text(json.dumps({"config_hash": f"hash-{experiment}-{seed}"}))
-'''
+metrics = dict.fromkeys(CONTRACT_KEYS, 0.0)
+metrics["config_hash"] = f"hash-{experiment}-{seed}"
+(run_dir / "test_metrics.json").write_text(json.dumps(metrics))
+'''.replace("CONTRACT_KEYS", repr(CONTRACT_KEYS))
 
 
 def fake_hash(experiment: str, data: str, scale: str, seed: int) -> str:
@@ -45,10 +48,14 @@ def notebooks_dir(tmp_path_factory):
     return folder
 
 
+def no_shared_files(*_) -> list[str]:
+    return []
+
+
 def run(notebooks_dir, results_dir, *extra: str) -> int:
     argv = ["--data", "synthetic", "--scale", "smoke", "--seeds", "1", "--results-dir", str(results_dir),
             "--jobs", "2", *extra]
-    return runner.main(argv, notebooks_dir=notebooks_dir, planned_hash=fake_hash)
+    return runner.main(argv, notebooks_dir=notebooks_dir, planned_hash=fake_hash, shared_files=no_shared_files)
 
 
 def executions(results_dir) -> list[str]:
@@ -92,7 +99,8 @@ def test_failure_is_listed_others_finish_then_finished_runs_are_reused_and_force
 def test_a_changed_config_hash_reruns(tmp_path):
     run_dir = tmp_path / "synthetic-smoke" / "baseline" / "seed0"
     run_dir.mkdir(parents=True)
-    (run_dir / "test_metrics.json").write_text(json.dumps({"config_hash": "hash-baseline-0"}))
+    (run_dir / "test_metrics.json").write_text(json.dumps({**dict.fromkeys(CONTRACT_KEYS, 0.0),
+                                                           "config_hash": "hash-baseline-0"}))
     plan = runner.plan_experiment_runs(["baseline"], 2, "synthetic", "smoke", tmp_path, tmp_path / "synthetic-smoke",
                                        tmp_path, force=False, planned_hash=fake_hash)
     assert [(r.label, r.reused) for r in plan] == [("baseline seed0", True), ("baseline seed1", False)]

@@ -3,7 +3,9 @@
 ``python -m storylib.data prepare --data SOURCE [--json] [--scale SCALE] [--set KEY=VALUE …]``
 builds (or reuses) the cached windows and prints, per split, the stories, windows and skips
 by reason, the cache folder and the seconds taken. ``--json`` prints one JSON object instead.
-Bad input ends with a one-line error and exit code 2.
+While it builds, a progress bar over the stories shows in a terminal, one line per split
+elsewhere (on stderr). Bad input, or a disk without room for the cache, ends with a one-line
+error and exit code 2.
 """
 
 from __future__ import annotations
@@ -37,10 +39,18 @@ def fail(message: str) -> NoReturn:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROGRAM, description="Prepare and cache the windows of a data source.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    prepare = commands.add_parser("prepare", help="build or reuse the cached windows and print a summary")
+    prepare = commands.add_parser(
+        "prepare", help="build or reuse the cached windows and print a summary",
+        description="Build (or reuse) the cached windows of a data source and print a summary. The cache "
+                    "depends on the scale: by default this prepares the cpu scale (the cache of "
+                    "run_all.py --scale cpu); for smoke runs, use --scale smoke. Progress: a bar over the "
+                    "stories in a terminal, one line per split otherwise.",
+    )
     prepare.add_argument("--data", default="auto", help="auto | storyreasoning | synthetic | PATH to hub-layout parquet files")
     prepare.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    prepare.add_argument("--scale", choices=SCALES, default="cpu", help="scale overlay whose data settings apply (default: cpu)")
+    prepare.add_argument("--scale", choices=SCALES, default="cpu", help="scale whose data settings (image size, story counts) apply; each scale has its own "
+                              "cache (default: cpu, the cache of run_all.py --scale cpu; smoke runs need "
+                              "--scale smoke)")
     prepare.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a data setting, e.g. --set window_mode=sliding (repeatable)",
@@ -78,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from storylib.data.prepare import prepare_data
 
         prepared = prepare_data(config)
-    except (ConfigError, DataSourceError) as error:
+    except (ConfigError, DataSourceError, OSError) as error:   # OSError: e.g. no space for the cache
         fail(" ".join(str(error).split()))
     summary = prepared.summary
     if args.json:

@@ -21,7 +21,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -53,8 +55,41 @@ CONTENT_FIELDS = (
 )
 
 
+# Room left on the disk beyond the file itself (the manifest, windows.json, the tokenizer).
+SPACE_MARGIN_BYTES = 16 << 20
+LOCKS_FOLDER = ".locks"
+
+
 class CacheInvalid(Exception):
     """A cache folder is missing, incomplete, stale or corrupt; the message says which."""
+
+
+class CacheSpaceError(OSError):
+    """The cache disk has too little free space for a file about to be written."""
+
+
+def check_free_space(path: Path, size: int) -> None:
+    """Raise :class:`CacheSpaceError` unless the disk of ``path`` has room for ``size`` bytes.
+
+    A memory-mapped write onto a full disk does not fail with an error: the process dies of
+    SIGBUS ("Bus error"), so the space is checked before the file is created.
+    """
+    free = shutil.disk_usage(path.parent).free
+    if free < size + SPACE_MARGIN_BYTES:
+        raise CacheSpaceError(
+            f"no space left for the data cache: writing {path} needs {_megabytes(size + SPACE_MARGIN_BYTES)}, "
+            f"{path.parent} has {_megabytes(free)} free. Free some space there or point STORYLIB_CACHE at a "
+            "folder on a larger disk, then rerun."
+        )
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:,.1f} MB"
+
+
+def cache_lock_path(folder: Path) -> Path:
+    """The lock of one cache entry: ``<cache root>/.locks/<folder name>.lock``."""
+    return folder.parent / LOCKS_FOLDER / f"{folder.name}.lock"
 
 
 def cache_root() -> Path:
@@ -102,7 +137,11 @@ class AtomicNpyWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._temporary = self._temporary_name()
-        self.array = np.lib.format.open_memmap(self._temporary, mode="w+", dtype=dtype, shape=shape)
+        self.array = self._open(self._temporary, shape, dtype)
+
+    def _open(self, temporary: Path, shape: tuple[int, ...], dtype: Any) -> np.memmap:
+        check_free_space(self.path, math.prod(shape) * np.dtype(dtype).itemsize)
+        return np.lib.format.open_memmap(temporary, mode="w+", dtype=dtype, shape=shape)
 
     def _temporary_name(self) -> Path:
         return self.path.parent / f".{self.path.name}.{uuid.uuid4().hex}.tmp"
@@ -111,7 +150,7 @@ class AtomicNpyWriter:
         array = self.array
         if rows is not None and rows != array.shape[0]:
             trimmed_name = self._temporary_name()
-            trimmed = np.lib.format.open_memmap(trimmed_name, mode="w+", dtype=array.dtype, shape=(rows, *array.shape[1:]))
+            trimmed = self._open(trimmed_name, (rows, *array.shape[1:]), array.dtype)
             trimmed[:] = array[:rows]
             trimmed.flush()
             del array, trimmed, self.array

@@ -32,6 +32,7 @@ from storylib.data.cache import (
     AtomicNpyWriter,
     CacheInvalid,
     cache_dir_for,
+    cache_lock_path,
     cache_key,
     cache_key_inputs,
     load_split,
@@ -41,10 +42,18 @@ from storylib.data.cache import (
 from storylib.data.dataset import PreparedData, WindowSplit
 from storylib.data.parsing import parse_frame_descriptions
 from storylib.data.shots import UNKNOWN, cut_flags, frame_l1
-from storylib.data.sources import load_stories, resolve_source, source_identity
+from storylib.data.sources import (
+    NAMED_SOURCES,
+    REQUIRED_COLUMNS,
+    DataSourceError,
+    load_stories,
+    local_parquet_files,
+    resolve_source,
+    source_identity,
+)
 from storylib.data.tokenizer import TextTokenizer, build_tokenizer, resolve_tokenizer_kind
 from storylib.data.windows import WINDOW_FRAMES, WindowPlan, plan_windows, split_by_story
-from storylib.io import atomic_write_json, is_interactive
+from storylib.io import atomic_write_json, exclusive, is_interactive, remove_temporary_files
 from storylib.io import progress as progress_bar
 
 HIGH_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
@@ -116,13 +125,64 @@ def _datasets_progress(enabled: bool) -> Iterator[None]:
             datasets.enable_progress_bars()
 
 
-def image_counts(stories: Any) -> list[int]:
-    """Images per story, read from the Arrow list offsets (no image bytes are touched)."""
+def image_counts(stories: Any) -> list[int | None]:
+    """Images per story, read from the Arrow list offsets (no image bytes are touched); None
+    where a story's ``images`` value is null."""
     import pyarrow.compute as pc
 
     if not len(stories):
         return []
     return pc.list_value_length(stories.with_format("arrow")[:]["images"]).to_pylist()
+
+
+def check_local_columns(folder: str | Path) -> None:
+    """Every parquet file of a local source holds the StoryReasoning columns, else a
+    :class:`DataSourceError` naming the file, its split and the missing columns.
+
+    (``datasets`` would unify the splits' schemas and fill a missing column with nulls.)
+    """
+    import pyarrow.parquet as pq
+
+    for split, files in local_parquet_files(folder).items():
+        for file in files:
+            try:
+                names = pq.read_schema(file).names
+            except Exception as error:  # noqa: BLE001 - not a parquet file, truncated, unreadable
+                raise DataSourceError(f"{file} ({split} split) cannot be read as parquet ({type(error).__name__}: {error})") from None
+            absent = [column for column in REQUIRED_COLUMNS if column not in names]
+            if absent:
+                raise DataSourceError(
+                    f"{file}: the {split} split lacks the column(s) {', '.join(absent)} of the StoryReasoning "
+                    f"schema (it has {', '.join(names)})"
+                )
+
+
+def plan_split(story_ids: list[str], texts: list[str], counts: list[int | None], mode: str,
+               rows: list[int] | None = None, *more: Any) -> WindowPlan:
+    """:func:`plan_windows` (``more``: its further arguments), with a story whose ``images``
+    value is null skipped as ``undecodable_image`` (it has no image to decode) instead of
+    failing the whole split."""
+    rows = list(range(len(story_ids))) if rows is None else list(rows)
+    usable = [row for row in rows if counts[row] is not None]
+    plan = plan_windows(story_ids, texts, [count or 0 for count in counts], mode, usable, *more)
+    plan.skipped += [(str(story_ids[row]), "undecodable_image") for row in rows if counts[row] is None]
+    return plan
+
+
+def check_windows(source: str, plans: dict[str, WindowPlan], stage: str) -> None:
+    """A train or test split without a single usable window is an error naming the split and
+    its skips (it would fail later, deep inside torch or sacreBLEU)."""
+    for name in ("train", "test"):
+        plan = plans[name]
+        if plan.windows:
+            continue
+        skipped = ", ".join(f"{reason} {count}" for reason, count in plan.skip_counts().items() if count) or "none"
+        raise DataSourceError(
+            f"data source {source!r}: the {name} split gives no usable window {stage} "
+            f"({len(plan.skipped)} stories skipped: {skipped}). A window needs {WINDOW_FRAMES} consecutive "
+            "frames, each with a decodable image and a non-empty <gdi imageN> description; check the data or "
+            "choose another source (--data synthetic)."
+        )
 
 
 def _story_image_values(arrow_stories: Any, row: int, frame_numbers: list[int]) -> dict[int, Any]:
@@ -214,10 +274,18 @@ def _train_texts(stories_text: list[str], plan: WindowPlan) -> list[str]:
     return [text for row in rows for text in parse_frame_descriptions(stories_text[row]).values() if text]
 
 
+def split_line(name: str, plan: WindowPlan, seconds: float) -> str:
+    """The progress line of one prepared split (when no progress bar is shown)."""
+    return (f"storylib: prepared {name}: {len(plan.windows)} windows from {plan.story_count()} stories, "
+            f"{len(plan.skipped)} skipped ({seconds:.1f} s)")
+
+
 def build_cache(config: DataConfig, source: str, tokenizer_kind: str, folder: Path, key_inputs: dict, show_progress: bool) -> None:
     """Load the stories and write every file of the cache folder (manifest last)."""
     started = time.perf_counter()
     (folder / MANIFEST_FILE).unlink(missing_ok=True)  # the folder is incomplete until the end
+    if source not in NAMED_SOURCES:
+        check_local_columns(source)
     with _datasets_progress(show_progress):
         stories, _ = load_stories(dataclasses.replace(config, source=source))
     hub_train, hub_test = stories["train"], stories["test"]
@@ -228,15 +296,20 @@ def build_cache(config: DataConfig, source: str, tokenizer_kind: str, folder: Pa
 
     train_rows, val_rows = split_by_story(train_ids, config.val_fraction, config.split_seed)
     plans = {
-        "train": plan_windows(train_ids, train_text, train_counts, config.window_mode, train_rows, train_thoughts),
-        "val": plan_windows(train_ids, train_text, train_counts, config.window_mode, val_rows, train_thoughts),
-        "test": plan_windows(test_ids, test_text, test_counts, config.window_mode, None, test_thoughts),
+        "train": plan_split(train_ids, train_text, train_counts, config.window_mode, train_rows, train_thoughts),
+        "val": plan_split(train_ids, train_text, train_counts, config.window_mode, val_rows, train_thoughts),
+        "test": plan_split(test_ids, test_text, test_counts, config.window_mode, None, test_thoughts),
     }
+    check_windows(source, plans, "(before decoding)")
     # The requested kind, so "auto" still falls back to "trained" if BERT fails to load after all.
     tokenizer = build_tokenizer(config.tokenizer, _train_texts(train_text, plans["train"]), config.vocab_size, folder / TOKENIZER_FOLDER)
     split_stories = {"train": hub_train, "val": hub_train, "test": hub_test}
     for name in SPLIT_NAMES:
+        split_started = time.perf_counter()
         _write_split(folder, name, split_stories[name], plans[name], tokenizer, config, show_progress)
+        if not show_progress:   # tqdm showed the stories; otherwise one line per split
+            print(split_line(name, plans[name], time.perf_counter() - split_started), file=sys.stderr, flush=True)
+    check_windows(source, plans, "(after decoding the images)")
 
     atomic_write_json(
         folder / SKIPPED_FILE,
@@ -304,6 +377,25 @@ def summarize(splits: dict[str, WindowSplit], manifest: dict, folder: Path, sour
     }
 
 
+def _build_locked(config: DataConfig, source: str, tokenizer_kind: str, folder: Path, key_inputs: dict,
+                  show_progress: bool) -> tuple[dict[str, WindowSplit], TextTokenizer, dict]:
+    """Build the cache entry under its lock, so two processes never build the same one: the
+    second waits (and says so), then finds it built. Holding the lock, the temporary files a
+    crashed or interrupted build left are removed first."""
+    message = f"storylib: another process is building the data cache {folder}; waiting for it"
+    with exclusive(cache_lock_path(folder), message):
+        try:
+            return load_cache(folder, key_inputs, config)
+        except CacheInvalid as why:
+            if (folder / MANIFEST_FILE).exists():
+                print(f"storylib: rebuilding the data cache: {why}", file=sys.stderr)
+        if folder.is_dir():
+            for leftover in remove_temporary_files(folder):
+                print(f"storylib: removed {leftover}, left by an interrupted build", file=sys.stderr)
+        build_cache(config, source, tokenizer_kind, folder, key_inputs, show_progress)
+        return load_cache(folder, key_inputs, config)
+
+
 def prepare_data(config: DataConfig, progress: bool | None = None) -> PreparedData:
     """The windows of ``config``: from a verified cache, else built (once) and cached.
 
@@ -318,11 +410,8 @@ def prepare_data(config: DataConfig, progress: bool | None = None) -> PreparedDa
     folder = cache_dir_for(source, key_inputs)
     try:
         splits, tokenizer, manifest = load_cache(folder, key_inputs, config)
-    except CacheInvalid as why:
-        if (folder / MANIFEST_FILE).exists():
-            print(f"storylib: rebuilding the data cache: {why}", file=sys.stderr)
-        build_cache(config, source, tokenizer_kind, folder, key_inputs, show_progress)
-        splits, tokenizer, manifest = load_cache(folder, key_inputs, config)
+    except CacheInvalid:
+        splits, tokenizer, manifest = _build_locked(config, source, tokenizer_kind, folder, key_inputs, show_progress)
 
     limits = {"train": config.max_train_windows, "val": config.max_val_windows, "test": config.max_test_windows}
     splits = {name: split.head(limits[name]) for name, split in splits.items()}
