@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 
 import datasets
 import numpy as np
@@ -197,10 +196,8 @@ def test_second_load_decodes_no_image_and_loads_no_story(cache, stories, decode_
     assert load_calls == ["synthetic"] and decode_calls
 
     decode_calls.clear()
-    started = time.perf_counter()
     second = prepare_data(tiny_config())
-    assert time.perf_counter() - started < 5
-    assert decode_calls == [] and load_calls == ["synthetic"]
+    assert decode_calls == [] and load_calls == ["synthetic"]  # nothing decoded, no story loaded again
     assert second.cache_dir == first.cache_dir
     assert second.summary["splits"] == first.summary["splits"]
     assert second.tokenizer.name == first.tokenizer.name == "wordpiece-trained-80"
