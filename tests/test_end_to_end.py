@@ -53,6 +53,10 @@ def test_every_contract_file_is_written_with_content(first_call):
         assert (data_dir / name).stat().st_size > 0, name
     floors = json.loads((data_dir / "floors.json").read_text())
     assert {"median_image", "mean_image", "copy_last_frame", "unigram", "copy_last_description"} <= set(floors)
+    for name in ("median_image", "copy_last_frame", "motion_extrapolation", "analogue", "oracle_best_context",
+                 "unigram", "copy_last_description"):
+        assert {"continues", "cuts"} <= set(floors[name]), name  # every floor split by the shot at frame 5
+    assert floors["cut_basis"] == "set-up labels" and floors["oracle_best_context"]["oracle"] is True
     with np.load(data_dir / "test_windows.npz") as saved:
         assert saved["frames"].dtype == np.uint8 and saved["frames"].shape[1:3] == (5, 3)
     results = pd.read_csv(data_dir / "results.csv")
@@ -62,6 +66,7 @@ def test_every_contract_file_is_written_with_content(first_call):
         run_dir = data_dir / experiment / "seed0"
         metrics = json.loads((run_dir / "test_metrics.json").read_text())
         assert CONTRACT_KEYS <= set(metrics), CONTRACT_KEYS - set(metrics)
+        assert {"image_mae_continues", "image_mae_cuts", "image_ssim_cuts"} <= set(metrics)
         assert (run_dir / "config.yaml").stat().st_size > 0 and (run_dir / "experiment.ipynb").is_file()
         # a complete run keeps the weights its metrics come from, not the resume point
         assert (run_dir / "checkpoints" / "best.pt").is_file() and not (run_dir / "checkpoints" / "last.pt").exists()
