@@ -43,6 +43,10 @@ POLL_SECONDS = 0.25
 FORWARDED_PREFIXES = ("STORYLIB_", "HF_", "TRANSFORMERS_")
 
 
+def _one_line(error: BaseException, limit: int = 300) -> str:
+    return " ".join(str(error).split())[:limit]
+
+
 def import_ray() -> Any:
     """The ``ray`` module, or :class:`RunAllError` with one line saying how to install it."""
     try:
@@ -156,32 +160,50 @@ class RayExecutor:
                     ray.init(num_cpus=local_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=True)
             except Exception as error:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError
                 where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
-                raise RunAllError(f"cannot connect to {where} ({type(error).__name__}: {' '.join(str(error).split())[:300]}); "
-                                  "check --ray-address / RAY_ADDRESS and that `ray status` works there. Nothing was run.") from None
+                raise RunAllError(f"cannot connect to {where} ({type(error).__name__}: {_one_line(error)}); check "
+                                  "--ray-address / RAY_ADDRESS and that `ray status` works there. Nothing was run.") from None
         resources = ray.cluster_resources()
         executor = cls(ray, cpus_per_task=cpus_per_task, keep_checkpoints=keep_checkpoints, started_here=started_here,
                        gpus=float(resources.get("GPU", 0.0)), task_environment=forwarded_environment())
-        if float(resources.get("CPU", 0.0)) < cpus_per_task and not executor.gpus:
+        try:
+            executor._check_a_node_fits()
+            runtime_env = {"env_vars": executor.task_environment}
+            options: dict[str, Any] = {"num_cpus": cpus_per_task, "max_retries": 0, "runtime_env": runtime_env}
+            if executor.gpus:
+                options["num_gpus"] = 1
+            executor._remote = ray.remote(run_task).options(**options)
+            try:
+                probe = ray.remote(where_storylib_is).options(num_cpus=0, runtime_env=runtime_env)
+                node, location = ray.get(probe.remote())
+            except ray.exceptions.RayError as error:
+                raise RunAllError(
+                    f"a Ray task cannot import storylib ({type(error).__name__}: {_one_line(error)}); "
+                    f"put this checkout ({storylib_root()}) and its environment on a filesystem every node sees, or "
+                    "install storylib on every node. Nothing was run.") from None
+        except BaseException:
             executor.close()
-            raise RunAllError(f"the Ray cluster has {resources.get('CPU', 0)} CPUs, fewer than --ray-cpus-per-task "
-                              f"{cpus_per_task}; lower --ray-cpus-per-task or add nodes. Nothing was run.")
-        options: dict[str, Any] = {"num_cpus": cpus_per_task, "max_retries": 0,
-                                   "runtime_env": {"env_vars": executor.task_environment}}
-        if executor.gpus:
-            options["num_gpus"] = 1
-        executor._remote = ray.remote(run_task).options(**options)
-        node, location = ray.get(ray.remote(where_storylib_is).options(
-            num_cpus=0, runtime_env={"env_vars": executor.task_environment}).remote())
+            raise
         executor.connect_seconds = time.perf_counter() - started
         per_task = f"1 GPU + {cpus_per_task} CPU(s)" if executor.gpus else f"{cpus_per_task} CPU(s)"
         nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
-        print(f"ray: {resources.get('CPU', 0):g} CPUs, {executor.gpus:g} GPUs on {nodes} node(s); {per_task} per run; "
-              f"tasks import storylib from {Path(location).parent} ({node}); ready in {executor.connect_seconds:.1f} s",
-              flush=True)
+        print(f"ray: {resources.get('CPU', 0):g} CPUs, {executor.gpus:g} GPUs on {nodes} node(s); {per_task} per "
+              f"run; tasks import storylib from {Path(location).parent} ({node}); ready in "
+              f"{executor.connect_seconds:.1f} s", flush=True)
         if Path(location).resolve() != Path(storylib.__file__).resolve():
             print(f"note: this driver imports storylib from {Path(storylib.__file__).parent}, the tasks from "
                   f"{Path(location).parent}: runs use the tasks' code", file=sys.stderr, flush=True)
         return executor
+
+    def _check_a_node_fits(self) -> None:
+        """:class:`RunAllError` when no node has the CPUs (and GPU) one run asks for: Ray would
+        keep such a task pending for ever."""
+        wanted = {"CPU": float(self.cpus_per_task), **({"GPU": 1.0} if self.gpus else {})}
+        nodes = [n.get("Resources", {}) for n in self.ray.nodes() if n.get("Alive")]
+        if not any(all(node.get(name, 0.0) >= amount for name, amount in wanted.items()) for node in nodes):
+            largest = max((node.get("CPU", 0.0) for node in nodes), default=0.0)
+            gpu = " and 1 GPU" if self.gpus else ""
+            raise RunAllError(f"no node of the Ray cluster has the {self.cpus_per_task} CPU(s){gpu} one run asks for "
+                              f"(the largest has {largest:g} CPUs); lower --ray-cpus-per-task. Nothing was run.")
 
     def execute_all(self, runs: Sequence[NotebookRun], cwd: Path, reporter: ProgressReporter,
                     interruption: Interruption) -> list[RunOutcome]:
@@ -193,7 +215,7 @@ class RayExecutor:
         waiting = list(refs)
         while waiting:
             done, waiting = ray.wait(waiting, num_returns=1, timeout=POLL_SECONDS)
-            presses = (interruption.stopping.is_set()) + interruption.killing
+            presses = interruption.stopping.is_set() + interruption.killing
             if presses > cancels:
                 for ref in waiting:
                     ray.cancel(ref)
@@ -213,7 +235,7 @@ class RayExecutor:
         except exceptions.RayError as error:       # the worker or its node died, the task could not be sent
             cause = getattr(error, "cause", None) or error
             return RunOutcome(run, "failed", ename=type(cause).__name__,
-                              evalue=" ".join(str(cause).split())[:500] + " (the Ray task did not return)")
+                              evalue=f"{_one_line(cause, 500)} (the Ray task did not return)")
 
     def close(self) -> None:
         """Disconnect when this executor connected (a local cluster it started stops); once."""
