@@ -124,6 +124,15 @@ def build_parser(known_experiments: Sequence[str]) -> argparse.ArgumentParser:
                         help="notebook kernels at a time (default: 2 on machines with 2 or more cores); "
                              "each kernel gets cores/jobs torch threads")
     parser.add_argument("--force", action="store_true", help="rerun finished runs instead of reusing them")
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="local: kernels on this machine (default); ray: every experiment x seed run is a Ray "
+                             "task (notebooks 01 and 03 run here); needs pip install -e \".[cluster]\"")
+    parser.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                        help="with --executor ray: the cluster to use (default: $RAY_ADDRESS when set, else a local "
+                             "cluster with --jobs x --ray-cpus-per-task CPUs, default every core)")
+    parser.add_argument("--ray-cpus-per-task", type=int, default=1, metavar="N",
+                        help="with --executor ray: CPUs (and torch threads) per run; a run also asks for one GPU "
+                             "where the cluster has GPUs (default: 1)")
     parser.add_argument("--keep-checkpoints", action="store_true",
                         help="keep checkpoints/last.pt of finished runs too (default: a finished run keeps "
                              "checkpoints/best.pt only, the weights its test metrics come from)")
@@ -141,6 +150,10 @@ def parse_args(argv: Sequence[str] | None, known_experiments: Sequence[str]) -> 
         parser.error("--seeds must be at least 1")
     if args.jobs is not None and args.jobs < 1:
         parser.error("--jobs must be at least 1")
+    if args.ray_cpus_per_task < 1:
+        parser.error("--ray-cpus-per-task must be at least 1")
+    if args.executor != "ray" and (args.ray_address or args.ray_cpus_per_task != 1):
+        parser.error("--ray-address and --ray-cpus-per-task need --executor ray")
     return args
 
 
@@ -426,14 +439,10 @@ class ProgressReporter:
             self.bar.close()
 
 
-def execute_all(runs: Sequence[NotebookRun], jobs: int, cwd: Path, reporter: ProgressReporter,
-                interruption: Interruption | None = None) -> list[RunOutcome]:
-    """Run ``runs`` with ``jobs`` kernels at a time; outcomes in the order of ``runs``.
-
-    The main thread waits in short steps, so Ctrl-C is handled at once (:class:`Interruption`);
-    after it, queued runs are cancelled and come back as "not started".
-    """
-    interruption = interruption or _ACTIVE
+def settle_without_kernels(runs: Sequence[NotebookRun], reporter: ProgressReporter,
+                           interruption: Interruption) -> tuple[dict[int, RunOutcome], list[int]]:
+    """What every executor does first: the outcomes of the runs that need no kernel, by position
+    (reused ones, reported; "not started" after Ctrl-C), and the positions of those to execute."""
     outcomes: dict[int, RunOutcome] = {}
     pending = []
     for position, run in enumerate(runs):
@@ -444,6 +453,18 @@ def execute_all(runs: Sequence[NotebookRun], jobs: int, cwd: Path, reporter: Pro
             outcomes[position] = RunOutcome(run, "not started")
         else:
             pending.append(position)
+    return outcomes, pending
+
+
+def execute_all(runs: Sequence[NotebookRun], jobs: int, cwd: Path, reporter: ProgressReporter,
+                interruption: Interruption | None = None) -> list[RunOutcome]:
+    """Run ``runs`` with ``jobs`` kernels at a time; outcomes in the order of ``runs``.
+
+    The main thread waits in short steps, so Ctrl-C is handled at once (:class:`Interruption`);
+    after it, queued runs are cancelled and come back as "not started".
+    """
+    interruption = interruption or _ACTIVE
+    outcomes, pending = settle_without_kernels(runs, reporter, interruption)
     if pending:
         with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(pending)))) as pool:
             futures: dict[Future, int] = {pool.submit(execute, runs[p], cwd, interruption): p for p in pending}
@@ -607,7 +628,6 @@ def main(argv: Sequence[str] | None = None, *, notebooks_dir: Path | str | None 
 
 def _main(argv: Sequence[str] | None, notebooks_dir: Path | str | None, planned_hash: PlannedHash | None,
           shared_files: SharedFiles | None) -> int:
-    global _ACTIVE
     known = available_experiments()
     args = parse_args(argv, known)
     from storylib.data.sources import source_label
@@ -621,7 +641,8 @@ def _main(argv: Sequence[str] | None, notebooks_dir: Path | str | None, planned_
         results_dir = Path(args.results_dir).expanduser().resolve()
         data_dir = results_dir / f"{source_label(data)}-{scale}"
         print(f"data: {data}   scale: {scale}   results: {data_dir}", flush=True)
-        print(f"experiments: {', '.join(experiments)} x {args.seeds} seed(s), {jobs} job(s)", flush=True)
+        workers = f"{jobs} job(s)" if args.executor == "local" else "as Ray tasks"
+        print(f"experiments: {', '.join(experiments)} x {args.seeds} seed(s), {workers}", flush=True)
         if os.environ.get("STORYLIB_SCALE"):
             print(f"note: STORYLIB_SCALE={os.environ['STORYLIB_SCALE']} is ignored by run_all.py (scale {scale} is used)")
         # relative to the kernels' working folder, so no executed notebook or report shows this machine's paths
@@ -632,9 +653,38 @@ def _main(argv: Sequence[str] | None, notebooks_dir: Path | str | None, planned_
         except ConfigError as error:
             raise RunAllError(f"{' '.join(str(error).split())}. Fix the file and rerun. Nothing was run.") from None
         check_writable(data_dir)
+        executor = connect_executor(args, any(not run.reused for run in experiment_runs))
     except RunAllError as error:
         print(f"run_all.py: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        return _run_notebooks(args, notebooks_dir, experiments, jobs, data, scale, results_dir, data_dir,
+                              experiment_runs, executor, shared_files)
+    finally:
+        if executor is not None:
+            executor.close()
+
+
+def connect_executor(args: argparse.Namespace, needed: bool) -> Any:
+    """The Ray executor for ``--executor ray`` (None for ``local``, or when every run is reused
+    and no task would be submitted); :class:`RunAllError` when Ray is missing or unreachable."""
+    if args.executor != "ray":
+        return None
+    from storylib.ray_executor import RayExecutor, import_ray
+
+    import_ray()                         # missing Ray is said even when nothing would be submitted
+    if not needed:
+        print("ray: every run is reused; no task to submit, Ray not started", flush=True)
+        return None
+    local_cpus = args.jobs * args.ray_cpus_per_task if args.jobs else None
+    return RayExecutor.connect(args.ray_address, local_cpus=local_cpus, cpus_per_task=args.ray_cpus_per_task,
+                               keep_checkpoints=args.keep_checkpoints)
+
+
+def _run_notebooks(args: argparse.Namespace, notebooks_dir: Path, experiments: list[str], jobs: int, data: str,
+                   scale: str, results_dir: Path, data_dir: Path, experiment_runs: list[NotebookRun], executor: Any,
+                   shared_files: SharedFiles | None) -> int:
+    global _ACTIVE
 
     exploration_parameters = {"data": data, "scale": scale, "results_dir": kernel_results_dir}
     exploration = NotebookRun("01_data_exploration", notebooks_dir / EXPLORATION_NOTEBOOK,
@@ -648,7 +698,11 @@ def _main(argv: Sequence[str] | None, notebooks_dir: Path | str | None, planned_
     step_failures: list[RunOutcome] = []
     with process_environment(kernel_environment(jobs, keep_checkpoints=args.keep_checkpoints)), interruption.installed():
         outcomes = execute_all([exploration], 1, notebooks_dir, reporter, interruption)
-        outcomes += execute_all(experiment_runs, jobs, notebooks_dir, reporter, interruption)
+        if executor is not None:            # --executor ray
+            outcomes += executor.execute_all(experiment_runs, notebooks_dir, reporter, interruption)
+            executor.close()                # its CPUs are free for the report
+        else:
+            outcomes += execute_all(experiment_runs, jobs, notebooks_dir, reporter, interruption)
         if not interruption.stopping.is_set():
             failed = run_shared_files(shared_files or default_shared_files, experiments[0], data, scale,
                                       results_dir, data_dir)

@@ -1,12 +1,11 @@
-"""``python run_all.py --data synthetic --scale smoke --seeds 1``: every file of the results
-contract, with content; a second call reuses every run. Slow (minutes): deselect with
+"""``python run_all.py --data synthetic --scale smoke --seeds 1`` (the session's
+``local_smoke_suite``, tests/conftest.py): every file of the results contract, with content; a
+second call reuses every run. Slow (minutes): deselect with
 ``-m "not slow"``."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from _smoke_suite import run_all
 from storylib.config import available_experiments
 
 pytestmark = pytest.mark.slow
@@ -24,30 +24,24 @@ CONTRACT_KEYS = {"image_mae", "image_mse", "image_ssim", "image_psnr", "text_per
                  "tokenizer", "data_source", "num_test_windows", "config_hash"}
 
 
-def run_all(results_dir: Path) -> subprocess.CompletedProcess:
-    command = [sys.executable, "run_all.py", "--data", "synthetic", "--scale", "smoke", "--seeds", "1",
-               "--results-dir", str(results_dir)]
-    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1500)
-
-
 def assert_image(path: Path) -> None:
     with Image.open(path) as image:
         image.load()
         assert image.size[0] > 10 and image.size[1] > 10, path
 
 
-@pytest.fixture(scope="module")
-def first_call(tmp_path_factory):
-    results_dir = tmp_path_factory.mktemp("results")
-    completed = run_all(results_dir)
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-5000:]
-    return results_dir, completed
-
-
-def test_every_contract_file_is_written_with_content(first_call):
-    results_dir, completed = first_call
+def test_every_contract_file_is_written_with_content(local_smoke_suite):
+    results_dir, completed = local_smoke_suite
     data_dir = results_dir / "synthetic-smoke"
     assert f"results: {data_dir}" in completed.stdout
+    assert_results_contract(data_dir, available_experiments())
+    assert f"report: {data_dir / 'report.html'}" in completed.stdout
+    assert not list((REPO / "notebooks").glob("**/experiment.ipynb"))
+
+
+def assert_results_contract(data_dir: Path, experiments: list[str]) -> None:
+    """Every file of the results contract (design.md) in ``data_dir``, with content, for one seed
+    of ``experiments``."""
     for name in ("data_exploration.ipynb", "comparison_report.ipynb", "floors.json", "floor_windows.csv",
                  "test_windows.csv", "Results.md"):
         assert (data_dir / name).stat().st_size > 0, name
@@ -60,7 +54,6 @@ def test_every_contract_file_is_written_with_content(first_call):
     with np.load(data_dir / "test_windows.npz") as saved:
         assert saved["frames"].dtype == np.uint8 and saved["frames"].shape[1:3] == (5, 3)
     results = pd.read_csv(data_dir / "results.csv")
-    experiments = available_experiments()
     assert sorted(results["experiment"]) == sorted(experiments) and (results["seed"] == 0).all()
     for experiment in experiments:
         run_dir = data_dir / experiment / "seed0"
@@ -83,12 +76,10 @@ def test_every_contract_file_is_written_with_content(first_call):
     assert all(experiment in html for experiment in experiments)
     markdown = (data_dir / "Results.md").read_text()
     assert "floor: median_image" in markdown and all(f"| {e} |" in markdown for e in experiments)
-    assert f"report: {data_dir / 'report.html'}" in completed.stdout
-    assert not list((REPO / "notebooks").glob("**/experiment.ipynb"))
 
 
-def test_a_second_call_reuses_every_run(first_call):
-    results_dir, _ = first_call
+def test_a_second_call_reuses_every_run(local_smoke_suite):
+    results_dir, _ = local_smoke_suite
     executed = sorted(results_dir.glob("*/*/seed*/experiment.ipynb"))
     before = {path: path.stat().st_mtime_ns for path in executed}
     completed = run_all(results_dir)
