@@ -717,7 +717,8 @@ def plot_qualitative_grid(data_dir: Path | str, window_indices: Sequence[int],
         floor_panels = []
         for name, floor_frames in folder.floor_frames.items():
             mae = folder.floor_windows.get(f"{name}_image_mae", pd.Series(dtype=float)).get(window)
-            label = floor_row_label(name) + (f" (MAE {float(mae):.3f})" if mae is not None else "")
+            # two lines: a floor's name is as wide as a panel
+            label = floor_row_label(name) + (f"\nMAE {float(mae):.3f}" if mae is not None else "")
             floor_panels.append((floor_frames[folder.position(window)], label, ""))
         if floor_panels:
             rows.append(floor_panels)

@@ -300,7 +300,7 @@ def test_the_grid_shows_what_the_classical_floors_predict(data_dir):
     figure = reporting.plot_qualitative_grid(data_dir, [11])
     shown = [axis for axis in figure.axes if axis.get_title()]
     assert len(shown) == 5 + 2 + 3  # context and truth, two floors, three predictions
-    assert shown[5].get_title() == "floor: copy_last_frame (MAE 0.130)"
+    assert shown[5].get_title() == "floor: copy_last_frame\nMAE 0.130"
     assert shown[5].images[0].get_array()[0, 0, 0] == arrays["frames"][2, 3, 0, 0, 0]
     assert shown[6].get_title().startswith("reference: oracle_best_context")
     kept = reporting.keep_saved_window_subset(data_dir, 2)
