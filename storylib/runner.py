@@ -645,10 +645,9 @@ def _main(argv: Sequence[str] | None, notebooks_dir: Path | str | None, planned_
         print(f"experiments: {', '.join(experiments)} x {args.seeds} seed(s), {workers}", flush=True)
         if os.environ.get("STORYLIB_SCALE"):
             print(f"note: STORYLIB_SCALE={os.environ['STORYLIB_SCALE']} is ignored by run_all.py (scale {scale} is used)")
-        # relative to the kernels' working folder, so no executed notebook or report shows this machine's paths
-        kernel_results_dir = os.path.relpath(results_dir, notebooks_dir)
         try:
-            experiment_runs = plan_experiment_runs(experiments, args.seeds, data, scale, kernel_results_dir, data_dir,
+            experiment_runs = plan_experiment_runs(experiments, args.seeds, data, scale,
+                                                   kernel_results_dir(results_dir, notebooks_dir), data_dir,
                                                    notebooks_dir, args.force, planned_hash or default_planned_hash)
         except ConfigError as error:
             raise RunAllError(f"{' '.join(str(error).split())}. Fix the file and rerun. Nothing was run.") from None
@@ -663,6 +662,12 @@ def _main(argv: Sequence[str] | None, notebooks_dir: Path | str | None, planned_
     finally:
         if executor is not None:
             executor.close()
+
+
+def kernel_results_dir(results_dir: Path, notebooks_dir: Path) -> str:
+    """The results folder as the notebooks are given it: relative to their working folder, so
+    that no executed notebook or report shows this machine's paths."""
+    return os.path.relpath(results_dir, notebooks_dir)
 
 
 def connect_executor(args: argparse.Namespace, needed: bool) -> Any:
@@ -686,7 +691,7 @@ def _run_notebooks(args: argparse.Namespace, notebooks_dir: Path, experiments: l
                    shared_files: SharedFiles | None) -> int:
     global _ACTIVE
 
-    exploration_parameters = {"data": data, "scale": scale, "results_dir": kernel_results_dir}
+    exploration_parameters = {"data": data, "scale": scale, "results_dir": kernel_results_dir(results_dir, notebooks_dir)}
     exploration = NotebookRun("01_data_exploration", notebooks_dir / EXPLORATION_NOTEBOOK,
                               data_dir / "data_exploration.ipynb", exploration_parameters)
     exploration.reused = not args.force and exploration_reusable(exploration.output, exploration_parameters)
