@@ -61,10 +61,10 @@ def test_ray_flags_are_validated(capsys):
 
 
 def test_tasks_get_the_drivers_source_tree_first_and_its_storylib_and_hub_settings():
-    env = ray_executor.forwarded_environment({"PYTHONPATH": "/elsewhere", "STORYLIB_CACHE": "/shared/cache",
-                                              "HF_HUB_OFFLINE": "1", "HOME": "/home/me", "CUDA_VISIBLE_DEVICES": "0"})
-    assert env["PYTHONPATH"].split(os.pathsep) == [str(REPO), "/elsewhere"]
-    assert env["STORYLIB_CACHE"] == "/shared/cache" and env["HF_HUB_OFFLINE"] == "1"
+    env = ray_executor.forwarded_environment({"PYTHONPATH": "other-packages", "STORYLIB_CACHE": "shared-cache",
+                                              "HF_HUB_OFFLINE": "1", "HOME": "home-of-the-driver", "CUDA_VISIBLE_DEVICES": "0"})
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(REPO), "other-packages"]
+    assert env["STORYLIB_CACHE"] == "shared-cache" and env["HF_HUB_OFFLINE"] == "1"
     assert "HOME" not in env and "CUDA_VISIBLE_DEVICES" not in env       # each node keeps its own
 
 
