@@ -396,6 +396,7 @@ def execute(run: NotebookRun, cwd: Path, interruption: Interruption | None = Non
                                        extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
                                        kernel_manager_class=TrackedKernelManager,
                                        on_cell_start=interruption.refuse_cell)
+            relativize_papermill_paths(run.output)
     except LockWaitCancelled:
         return RunOutcome(run, "not started")
     except PapermillExecutionError as error:
@@ -406,6 +407,21 @@ def execute(run: NotebookRun, cwd: Path, interruption: Interruption | None = Non
         status = "interrupted" if interruption.stopping.is_set() else "failed"
         return RunOutcome(run, status, time.perf_counter() - start, None, "", type(error).__name__, str(error))
     return RunOutcome(run, "ok", time.perf_counter() - start)
+
+
+def relativize_papermill_paths(executed: Path) -> None:
+    """Papermill records the absolute input and output paths in the executed copy; keep only
+    the names (``notebooks/<template>``, the copy's own file name), so a committed notebook
+    never names a folder of the machine that ran it."""
+    import nbformat
+
+    notebook = nbformat.read(str(executed), as_version=4)
+    recorded = notebook.metadata.get("papermill", {})
+    for key, relative in (("input_path", f"notebooks/{Path(recorded.get('input_path', '')).name}"),
+                          ("output_path", Path(recorded.get("output_path", "")).name)):
+        if key in recorded:
+            recorded[key] = relative
+    atomic_write_text(executed, nbformat.writes(notebook))
 
 
 class ProgressReporter:

@@ -139,3 +139,19 @@ def test_kernel_environment_splits_cores_and_drops_the_scale_switch():
     assert env["STORYLIB_NO_PROGRESS"] == "1" and env["KEEP"] == "1"
     assert "STORYLIB_SCALE" not in env and "MPLBACKEND" not in env
     assert runner.kernel_environment(jobs=4, base={}, cores=2)["STORYLIB_THREADS"] == "1"
+
+
+def test_an_executed_copy_names_no_folder_of_the_machine(tmp_path):
+    import nbformat
+
+    from storylib.runner import relativize_papermill_paths
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["papermill"] = {"input_path": str(tmp_path / "notebooks" / "02_experiment.ipynb"),
+                                      "output_path": str(tmp_path / "results" / "experiment.ipynb"), "parameters": {"seed": 1}}
+    path = tmp_path / "experiment.ipynb"
+    path.write_text(nbformat.writes(notebook))
+    relativize_papermill_paths(path)
+    recorded = nbformat.read(str(path), as_version=4).metadata["papermill"]
+    assert recorded == {"input_path": "notebooks/02_experiment.ipynb", "output_path": "experiment.ipynb", "parameters": {"seed": 1}}
+    assert str(tmp_path) not in path.read_text()
