@@ -143,17 +143,34 @@ def perplexity(total_nll: float, count: int) -> float:
 # --------------------------------------------------------------------------- the model
 
 
-def shot_split_means(window_values: dict[str, np.ndarray], window_index: np.ndarray, split: WindowSplit) -> dict[str, float]:
-    """``<metric>_continues`` / ``<metric>_cuts``: each image metric's mean over the windows
-    where the shot continues, and where it cuts, at frame 5 (nothing when the split has no
-    shot flags)."""
-    result = {}
-    for group, indices in split.shot_groups().items():
+def group_means(
+    window_values: dict[str, np.ndarray], window_index: np.ndarray, split: WindowSplit, metrics: tuple[str, ...]
+) -> dict:
+    """``<metric>_<group>``: each metric's mean over the windows of each group of
+    :meth:`WindowSplit.window_groups` (where the shot continues / cuts at frame 5, and each shot
+    pattern), NaN for a group without windows; ``group_windows``: the windows of each group."""
+    result: dict = {"group_windows": {}}
+    for group, indices in split.window_groups().items():
         member = np.isin(window_index, indices)
-        for name in IMAGE_METRICS:
+        result["group_windows"][group] = int(member.sum())
+        for name in metrics:
             values = np.asarray(window_values[name])[member]
             result[f"{name}_{group}"] = float(values.mean()) if values.size else float("nan")
     return result
+
+
+def best_of_k(samples: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per window, the lowest MAE among K sampled frames (B, K, 3, H, W) against the target
+    (B, 3, H, W) — the convention of stochastic video prediction (Denton & Fergus 2018, SVG) —
+    and the samples' diversity, the mean L1 over every pair of samples (0 for one sample) → (B,), (B,)."""
+    samples, target = samples.float().clamp(0, 1), target.float()
+    errors = (samples - target.unsqueeze(1)).abs().flatten(2).mean(dim=2)  # (B, K)
+    count = samples.shape[1]
+    if count < 2:
+        return errors.min(dim=1).values, torch.zeros(len(samples))
+    pairs = torch.triu_indices(count, count, offset=1)
+    diversity = (samples[:, pairs[0]] - samples[:, pairs[1]]).abs().flatten(2).mean(dim=2).mean(dim=1)
+    return errors.min(dim=1).values, diversity
 
 
 
@@ -178,7 +195,7 @@ def evaluate(model, split: WindowSplit, tokenizer, cfg: ExperimentConfig, device
     model.eval()
     scorer = ImageScorer()
     nll_sums, token_counts, generated_texts, target_texts, indices = [], [], [], [], []
-    saved_frames, saved_samples = [], []
+    saved_frames, saved_samples, best_maes, diversities = [], [], [], []
     keep = cfg.eval.saved_prediction_windows or len(split)
     autocast = torch.autocast(device_type="cuda", dtype=torch.float16, enabled=cfg.train.amp and device.type == "cuda")
     with torch.no_grad(), torch.random.fork_rng(devices=[]), autocast:
@@ -186,6 +203,9 @@ def evaluate(model, split: WindowSplit, tokenizer, cfg: ExperimentConfig, device
         for batch in iterate_batches(split, cfg.eval.batch_size, device=device):
             out = model(batch)
             scorer.update(out.predicted_frame, batch["target_frame"])
+            best_mae, diversity = best_of_k(model.sample_frames(batch, cfg.eval.best_of_k), batch["target_frame"])
+            best_maes.append(best_mae.double().cpu().numpy())
+            diversities.append(diversity.double().cpu().numpy())
             sums, counts = token_nll(out.text_logits, batch["target_text_ids"])
             nll_sums.append(sums.cpu())
             token_counts.append(counts.cpu())
@@ -204,6 +224,7 @@ def evaluate(model, split: WindowSplit, tokenizer, cfg: ExperimentConfig, device
     text_metrics, text_windows = score_texts(generated_texts, target_texts)
     window_index = torch.cat(indices).numpy()
     image_values = scorer.window_values()
+    image_values["image_mae_best_of_k"] = np.concatenate(best_maes) if best_maes else np.zeros(0)
     per_window = pd.DataFrame(
         {
             "window_index": window_index,
@@ -219,7 +240,10 @@ def evaluate(model, split: WindowSplit, tokenizer, cfg: ExperimentConfig, device
     )
     metrics = {
         **scorer.result(),
-        **shot_split_means(image_values, window_index, split),
+        "image_mae_best_of_k": float(np.mean(image_values["image_mae_best_of_k"])),
+        "best_of_k": cfg.eval.best_of_k,
+        "sample_diversity": float(np.mean(np.concatenate(diversities))) if diversities else float("nan"),
+        **group_means(image_values, window_index, split, (*IMAGE_METRICS, "image_mae_best_of_k")),
         "text_perplexity": perplexity(float(nll.sum()), int(count.sum())),
         **text_metrics,
         "num_test_windows": len(split),

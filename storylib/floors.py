@@ -16,7 +16,8 @@ And one ORACLE, a reference and never a floor: ``oracle_best_context``, the cont
 closest to the truth — how much of frame 5 is already in the context.
 
 Every floor is also scored where the shot continues and where it cuts at frame 5
-(:mod:`storylib.data.shots`), under the keys ``continues`` and ``cuts``. Image floors go
+(:mod:`storylib.data.shots`), under the keys ``continues`` and ``cuts``, and every image floor
+on the windows of each shot pattern (``continuous``, ``shot_reverse``, …) where the data name it. Image floors go
 through :class:`storylib.evaluation.ImageScorer` and text floors through
 :func:`storylib.evaluation.score_texts`, the same functions that score the model.
 """
@@ -146,7 +147,7 @@ def compute_floors(prepared: PreparedData) -> tuple[dict, pd.DataFrame]:
     floors: dict = {}
     for name, scorer in scorers.items():
         values = pd.DataFrame(scorer.window_values())
-        floors[name] = scorer.result() | _by_shot(values, groups, IMAGE_METRICS)
+        floors[name] = scorer.result() | _by_shot(values, test.window_groups(), IMAGE_METRICS)
         per_window[f"{name}_image_mae"] = values["image_mae"].to_numpy()
     floors["oracle_best_context"]["oracle"] = True  # it peeks at the target: never a floor to beat
 

@@ -58,7 +58,7 @@ DECIMALS = {
     "rouge_l": 2,
 }
 # Baseline first, the capacity control second: the two references of every comparison.
-EXPERIMENT_ORDER = ("baseline", "enhanced", "crossmodal", "vae", "both", "residual_decoder")
+EXPERIMENT_ORDER = ("baseline", "enhanced", "crossmodal", "vae", "both", "shots", "shots_crossmodal", "shots_vae", "shots_both")
 IMAGE_FLOORS = ("median_image", "mean_image", "copy_last_frame", "motion_extrapolation", "analogue")
 # Display order of the floors of floors.json; any other floor there is shown after these.
 FLOOR_ORDER = (*IMAGE_FLOORS, "oracle_best_context", "unigram", "copy_last_description")

@@ -1,4 +1,4 @@
-"""Training loop: weighted loss terms, OneCycle schedule, checkpoints that resume exactly.
+"""Training loop: weighted loss terms, OneCycle or cosine schedule, checkpoints that resume exactly.
 
 Loss = image_weight·L_image + text_weight·L_text + context_weight·L_context + kl_weight(epoch)·KL,
 each term coming unweighted from :meth:`StoryPredictor.forward` and logged per epoch.
@@ -94,6 +94,8 @@ def make_optimizer(model: torch.nn.Module, train: TrainConfig) -> torch.optim.Op
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, train: TrainConfig, total_steps: int):
+    if train.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
     if train.schedule != "onecycle":
         return None
     return torch.optim.lr_scheduler.OneCycleLR(

@@ -99,7 +99,8 @@ def test_evaluate_returns_every_metric_and_per_window_rows():
                 "bleu", "chrf", "rouge_l", "bleu_signature", "chrf_signature"):  # fmt: skip
         assert key in result.metrics
     assert list(result.per_window.columns) == [
-        "window_index", "story_id", "image_mae", "image_mse", "image_ssim", "image_psnr", "text_perplexity",
+        "window_index", "story_id", "image_mae", "image_mse", "image_ssim", "image_psnr", "image_mae_best_of_k",
+        "text_perplexity",
         "chrf", "bleu", "rouge_l", "generated_text", "target_text",
     ]  # fmt: skip
     assert len(result.per_window) == 5
