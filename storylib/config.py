@@ -4,7 +4,9 @@ A run's configuration is built in three layers, each overriding the one before:
 
 1. ``params/<experiment>.yaml``   the experiment (model flags, optimiser, loss weights);
 2. ``params/scales/<scale>.yaml`` the scale overlay (``smoke``, ``cpu``, ``full``), applied
-   identically to every experiment so that a comparison at one scale is fair;
+   identically to every experiment so that a comparison at one scale is fair; then the
+   ``scales: {<scale>: …}`` block of the experiment's files, where a model family states once
+   what it needs at a scale (the learning family's cpu epochs), inherited through ``extends:``;
 3. explicit overrides (the notebook's ``parameters`` cell), as a nested dict or dotted keys.
 
 Every value is validated against the field metadata below. A mistake stops with a message

@@ -6,7 +6,7 @@ cut-away and return). So instead of painting frame 5 from z, this decoder predic
 fixed motion features, for every context frame k
 
 - a selection logit (softmax over the four frames: which earlier view returns),
-- a translation, warped with ``F.affine_grid`` / ``F.grid_sample`` (a spatial transformer,
+- a translation, warped with ``F.grid_sample`` (a spatial transformer,
   Jaderberg et al. 2015), and
 - a per-channel brightness gain,
 
@@ -52,14 +52,18 @@ MAX_COEFFICIENT = 4.0  # |c| ≤ 4: "the motion of a pair, up to four times over
 
 def translate(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """Move (N, 3, H, W) images by sub-pixel ``shift`` (N, 2) = (dy, dx) pixels, bilinear, edges
-    repeated: output[y, x] = image[y − dy, x − dx]."""
+    repeated: output[y, x] = image[y − dy, x − dx].
+
+    The sampling grid is the one ``F.affine_grid`` gives for a pure translation (in [−1, 1]
+    coordinates with align_corners=False a pixel is 2/W wide), built directly: a translation
+    needs no matrix product per pixel.
+    """
     height, width = images.shape[-2:]
-    theta = torch.zeros(len(images), 2, 3, dtype=images.dtype, device=images.device)
-    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
-    # affine_grid works in [−1, 1] coordinates (align_corners=False: a pixel is 2/W wide)
-    theta[:, 0, 2] = -2.0 * shift[:, 1] / width
-    theta[:, 1, 2] = -2.0 * shift[:, 0] / height
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    xs = (2 * torch.arange(width, dtype=images.dtype, device=images.device) + 1) / width - 1
+    ys = (2 * torch.arange(height, dtype=images.dtype, device=images.device) + 1) / height - 1
+    grid_x = xs[None, None, :] - (2.0 * shift[:, 1] / width)[:, None, None]
+    grid_y = ys[None, :, None] - (2.0 * shift[:, 0] / height)[:, None, None]
+    grid = torch.stack(torch.broadcast_tensors(grid_x, grid_y), dim=-1)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
