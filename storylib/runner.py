@@ -17,6 +17,11 @@ with one paragraph); each run folder is locked while a kernel works in it, so a 
 results folder (floors, saved test windows) are validated and rebuilt before the report; the
 first Ctrl-C stops starting notebooks, interrupts the running kernels and exits 130 with a
 summary, a second Ctrl-C kills the kernels at once.
+
+Working folders: every kernel is started with ``notebooks/`` as its own working folder
+(:func:`kernel_resources`) and this process never changes its own, so kernels started side by
+side cannot move each other and the relative ``results_dir`` they are given (relative, so that
+executed notebooks name no folder of this machine) always resolves to the results folder.
 """
 
 from __future__ import annotations
@@ -392,10 +397,11 @@ def execute(run: NotebookRun, cwd: Path, interruption: Interruption | None = Non
             # The kernel's own log (an unencrypted-TCP warning at every start, a KeyboardInterrupt
             # line at shutdown) is noise on this terminal; errors in cells reach the executed copy.
             papermill.execute_notebook(str(run.notebook), str(run.output), parameters=run.parameters,
-                                       kernel_name="python3", cwd=str(cwd), progress_bar=False, log_output=False,
+                                       kernel_name="python3", cwd=None, progress_bar=False, log_output=False,
                                        extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
                                        kernel_manager_class=TrackedKernelManager,
-                                       on_cell_start=interruption.refuse_cell)
+                                       on_cell_start=interruption.refuse_cell,
+                                       resources=kernel_resources(cwd))
             relativize_papermill_paths(run.output)
     except LockWaitCancelled:
         return RunOutcome(run, "not started")
@@ -407,6 +413,21 @@ def execute(run: NotebookRun, cwd: Path, interruption: Interruption | None = Non
         status = "interrupted" if interruption.stopping.is_set() else "failed"
         return RunOutcome(run, status, time.perf_counter() - start, None, "", type(error).__name__, str(error))
     return RunOutcome(run, "ok", time.perf_counter() - start)
+
+
+def kernel_resources(cwd: Path | str) -> dict:
+    """nbclient's ``resources`` that start a kernel in ``cwd`` (absolute), whatever the working
+    folder of this process is.
+
+    Why not papermill's ``cwd=``: it is a process-wide ``os.chdir`` around the whole execution
+    (``papermill.utils.chdir``), and papermill's local file handler changes the folder again
+    around every save of the executed copy (``LocalHandler.read`` / ``write``). With several
+    executions in threads one thread's restore moves the others: a kernel then started in the
+    folder ``run_all.py`` was called from, and the relative ``results_dir`` it is given resolved
+    outside the results folder (issue 17). nbclient passes ``resources["metadata"]["path"]`` to
+    the kernel manager as the kernel process's own ``cwd``; the process never changes folder.
+    """
+    return {"metadata": {"path": os.path.abspath(cwd)}}
 
 
 def relativize_papermill_paths(executed: Path) -> None:
@@ -648,7 +669,8 @@ def _main(argv: Sequence[str] | None, notebooks_dir: Path | str | None, planned_
     args = parse_args(argv, known)
     from storylib.data.sources import source_label
 
-    notebooks_dir = Path(notebooks_dir) if notebooks_dir is not None else NOTEBOOKS_DIR
+    # absolute: kernels start there and are given the results folder relative to it
+    notebooks_dir = Path(notebooks_dir).resolve() if notebooks_dir is not None else NOTEBOOKS_DIR
     experiments = [name for name in known if name in args.only] if args.only else list(known)
     jobs = args.jobs or default_jobs()
     try:
