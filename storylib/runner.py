@@ -43,7 +43,7 @@ from jupyter_client.manager import AsyncKernelManager
 
 from storylib.config import SCALES, ConfigError, available_experiments
 from storylib.io import LockWaitCancelled, atomic_write_text, exclusive, is_interactive
-from storylib.runs import finished_hash
+from storylib.runs import checkpoint_problem, finished_hash
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 EXPLORATION_NOTEBOOK = "01_data_exploration.ipynb"
@@ -214,7 +214,11 @@ def process_environment(env: dict[str, str]) -> Iterator[None]:
 
 def recorded_hash(run_dir: Path) -> str | None:
     """The config hash of the finished run in ``run_dir``, or None when it is unfinished (no
-    ``test_metrics.json``, or one that is not a full record: :func:`storylib.runs.read_test_metrics`)."""
+    ``test_metrics.json``, or one that is not a full record: :func:`storylib.runs.read_test_metrics`)
+    or when its ``checkpoints/best.pt`` is not the file it was recorded with
+    (:func:`storylib.runs.checkpoint_problem`): such a run is not reused, it trains again."""
+    if checkpoint_problem(run_dir) is not None:
+        return None
     return finished_hash(run_dir)
 
 
@@ -226,13 +230,20 @@ def default_planned_hash(experiment: str, data: str, scale: str, seed: int) -> s
 
 def plan_experiment_runs(experiments: Sequence[str], seeds: int, data: str, scale: str, results_dir: Path | str,
                          data_dir: Path, notebooks_dir: Path, force: bool, planned_hash: PlannedHash) -> list[NotebookRun]:
-    """Every experiment × seed, seed-major (all experiments' seed 0 finish first)."""
+    """Every experiment × seed, seed-major (all experiments' seed 0 finish first).
+
+    A run is reused when its record has the planned hash and its ``best.pt`` is the file the
+    record names; a replaced ``best.pt`` is said on stderr (naming it) and the run trains again.
+    """
     runs = []
     for seed in range(seeds):
         for experiment in experiments:
             run_dir = data_dir / experiment / f"seed{seed}"
             planned = planned_hash(experiment, data, scale, seed)
-            reused = not force and recorded_hash(run_dir) == planned
+            problem = None if force or finished_hash(run_dir) != planned else checkpoint_problem(run_dir)
+            if problem:
+                print(f"{experiment} seed{seed}: {problem}; not reused, it trains again", file=sys.stderr, flush=True)
+            reused = not force and problem is None and finished_hash(run_dir) == planned
             runs.append(NotebookRun(
                 label=f"{experiment} seed{seed}", notebook=notebooks_dir / EXPERIMENT_NOTEBOOK,
                 output=run_dir / "experiment.ipynb",
