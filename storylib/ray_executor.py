@@ -17,7 +17,12 @@ running ones get a KeyboardInterrupt, which the task turns into the local execut
 Ctrl-C (no further cell starts, the kernel is interrupted, its checkpoints are kept); a second
 Ctrl-C cancels again, which kills the kernels. Results and checkpoints are written atomically
 and a run counts as finished only by its ``test_metrics.json``, so an interrupted run is never
-trusted by a later call: it resumes.
+trusted by a later call: it resumes. SIGTERM on the driver is handled as Ctrl-C (see
+:mod:`storylib.runner`).
+
+A task whose worker or node dies under it (killed, out of memory, the node lost) is reported as
+lost mid-run, after how long, and resumable from its last checkpoint on the next call
+(:data:`LOST_TASK_ERRORS`); while the call is stopping (Ctrl-C, SIGTERM) it is interrupted.
 """
 
 from __future__ import annotations
@@ -38,6 +43,10 @@ from storylib.runner import Interruption, NotebookRun, ProgressReporter, RunAllE
 
 INSTALL_HINT = 'pip install -e ".[cluster]"'
 POLL_SECONDS = 0.25
+# Ray's errors for a task whose worker process or node died while it ran (killed, out of memory,
+# the node lost): the run was lost mid-run and resumes, it did not fail.
+LOST_TASK_ERRORS = ("WorkerCrashedError", "NodeDiedError", "LocalRayletDiedError", "ObjectLostError",
+                    "OutOfMemoryError")
 # Driver variables a task needs to see the same data, cache and code (kernel_environment then
 # drops the ones the kernels must not get, as for the local executor).
 FORWARDED_PREFIXES = ("STORYLIB_", "HF_", "TRANSFORMERS_")
@@ -211,6 +220,7 @@ class RayExecutor:
         ray = self.ray
         outcomes, pending = runner.settle_without_kernels(runs, reporter, interruption)
         refs = {self._remote.remote(runs[p], cwd, self.cpus_per_task, self.keep_checkpoints): p for p in pending}
+        submitted = time.perf_counter()
         cancels = 0                      # Ctrl-C presses forwarded to the tasks (cancel again = kill kernels)
         waiting = list(refs)
         while waiting:
@@ -221,20 +231,31 @@ class RayExecutor:
                     ray.cancel(ref)
                 cancels = presses
             for ref in done:
-                outcomes[refs[ref]] = self._outcome(ref, runs[refs[ref]])
+                outcomes[refs[ref]] = self._outcome(ref, runs[refs[ref]], time.perf_counter() - submitted,
+                                                    interruption.stopping.is_set())
                 reporter.finished(outcomes[refs[ref]])
         return [outcomes[p] for p in range(len(runs))]
 
-    def _outcome(self, ref: Any, run: NotebookRun) -> RunOutcome:
-        """A task's :class:`RunOutcome`; a cancelled or lost task as one too."""
+    def _outcome(self, ref: Any, run: NotebookRun, seconds: float = 0.0, stopping: bool = False) -> RunOutcome:
+        """A task's :class:`RunOutcome`; a cancelled, lost or unsent task as one too.
+
+        ``seconds``: since the task was submitted (its outcome carries no time of its own when it
+        is lost); ``stopping``: the call is being interrupted, so a lost task is "interrupted".
+        """
         exceptions = self.ray.exceptions
         try:
             return self.ray.get(ref)
         except exceptions.TaskCancelledError:
             return RunOutcome(run, "not started")
-        except exceptions.RayError as error:       # the worker or its node died, the task could not be sent
+        except exceptions.RayError as error:
             cause = getattr(error, "cause", None) or error
-            return RunOutcome(run, "failed", ename=type(cause).__name__,
+            lost = tuple(getattr(exceptions, name) for name in LOST_TASK_ERRORS if hasattr(exceptions, name))
+            if isinstance(error, lost):            # its worker or node died under it
+                status = "interrupted" if stopping else "lost"
+                return RunOutcome(run, status, seconds, ename=type(error).__name__, evalue=(
+                    f"the Ray worker running it died ({_one_line(error, 300)}); it resumes from its last "
+                    "checkpoint on the next call"))
+            return RunOutcome(run, "failed", ename=type(cause).__name__,   # e.g. the task could not be sent
                               evalue=f"{_one_line(cause, 500)} (the Ray task did not return)")
 
     def close(self) -> None:
