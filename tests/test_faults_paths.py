@@ -53,22 +53,22 @@ def test_kernels_started_at_once_run_in_notebooks_and_write_in_the_results_folde
                                {"name": name, "results_dir": "../results"}) for name in names]
     first_returned = threading.Event()
     execute_notebook = papermill.execute_notebook
+    run_of_thread: dict[int, str] = {}                  # nbclient launches the kernel in the caller's thread
 
     def ordered_execute(*args, **kwargs):
-        if kwargs["parameters"]["name"] != "first":
+        name = run_of_thread[threading.get_ident()] = kwargs["parameters"]["name"]
+        if name != "first":
             time.sleep(0.5)                             # enter after "first" is inside papermill
         try:
             return execute_notebook(*args, **kwargs)
         finally:
-            if kwargs["parameters"]["name"] == "first":
+            if name == "first":
                 first_returned.set()
 
-    launches: list[int] = []
     launch = runner.TrackedKernelManager._async_launch_kernel
 
     async def delayed_launch(self, kernel_cmd, **kw):
-        launches.append(1)
-        if len(launches) > 1:                           # the kernels of "second" and "third"
+        if run_of_thread[threading.get_ident()] != "first":   # "second" and "third" start after "first" returned
             assert first_returned.wait(120)
             time.sleep(0.2)
         await launch(self, kernel_cmd, **kw)
