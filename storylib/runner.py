@@ -99,8 +99,8 @@ class RunOutcome:
         if self.run.notebook.suffix != ".ipynb":         # a step of run_all.py itself
             return f"{self.run.label}: {self.ename}: {self.evalue}"
         if self.status == "lost":
-            return (f"{self.run.notebook.name} [{self.run.label}] lost mid-run after {self.seconds:.0f} s: "
-                    f"{self.ename}: {self.evalue}\n    executed copy (as far as it got): {self.run.output}")
+            return (f"{self.run.notebook.name} [{self.run.label}] lost mid-run ({self.seconds:.0f} s after it was "
+                    f"submitted): {self.ename}: {self.evalue}\n    executed copy (as far as it got): {self.run.output}")
         cell = f"cell {self.cell_index}" if self.cell_index is not None else "before any cell ran"
         source = self.cell_source.strip().splitlines()[0] if self.cell_source.strip() else ""
         where = f"{cell} (`{source}`)" if source else cell

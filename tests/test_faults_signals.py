@@ -98,7 +98,8 @@ def test_a_task_whose_worker_died_is_lost_mid_run_and_resumes_not_failed_before_
     outcome = lost_outcome(ray.exceptions.WorkerCrashedError())
     assert (outcome.status, outcome.seconds, outcome.ename) == ("lost", 12.3, "WorkerCrashedError")
     assert outcome.failure_line() == (
-        "02_experiment.ipynb [baseline seed0] lost mid-run after 12 s: WorkerCrashedError: the Ray worker running it "
+        "02_experiment.ipynb [baseline seed0] lost mid-run (12 s after it was submitted): WorkerCrashedError: the Ray "
+        "worker running it "
         "died (The worker died unexpectedly while executing this task. Check python-core-worker-*.log files for more "
         "information.); it resumes from its last checkpoint on the next call\n"
         "    executed copy (as far as it got): results/synthetic-smoke/baseline/seed0/experiment.ipynb")
