@@ -22,7 +22,8 @@ trusted by a later call: it resumes. SIGTERM on the driver is handled as Ctrl-C 
 
 A task whose worker or node dies under it (killed, out of memory, the node lost) is reported as
 lost mid-run, after how long, and resumable from its last checkpoint on the next call
-(:data:`LOST_TASK_ERRORS`); while the call is stopping (Ctrl-C, SIGTERM) it is interrupted.
+(:data:`LOST_TASK_ERRORS`); so is a task whose worker got SIGTERM (it interrupts its kernel as
+Ctrl-C does). While the call is stopping (Ctrl-C, SIGTERM on the driver) both are interrupted.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -96,7 +98,9 @@ def run_task(run: NotebookRun, cwd: Path, cores: int, keep_checkpoints: bool) ->
     :func:`storylib.runner.execute` runs in a thread; the task's main thread waits in short
     steps, so the KeyboardInterrupt that ``ray.cancel`` raises in it is handled at once: the
     first is the local executor's first Ctrl-C (:meth:`Interruption.handle_sigint`: no cell
-    starts, the kernel gets SIGINT), the second kills the kernel.
+    starts, the kernel gets SIGINT), the second kills the kernel. SIGTERM to the worker (a SLURM
+    time limit signals every process of the job) does the same for the duration of the task:
+    Ray's own handler would exit the worker and leave the kernel running its cell unattended.
     """
     missing = missing_shared_paths(run, cwd)
     if missing:
@@ -107,15 +111,21 @@ def run_task(run: NotebookRun, cwd: Path, cores: int, keep_checkpoints: bool) ->
             "'Run on a Ray cluster')"))
     interruption = runner._ACTIVE = Interruption()      # the kernel manager registers its kernel there
     env = runner.kernel_environment(1, cores=max(1, cores), keep_checkpoints=keep_checkpoints)
-    with runner.process_environment(env), ThreadPoolExecutor(max_workers=1) as pool:
-        future = pool.submit(execute_with_sigint, run, cwd, interruption)
-        while True:
-            try:
-                return future.result(timeout=POLL_SECONDS)
-            except FutureTimeout:
-                interruption.keep_interrupting()
-            except KeyboardInterrupt:                   # ray.cancel
-                interruption.handle_sigint()
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, interruption.handle_sigint) if in_main_thread else None
+    try:
+        with runner.process_environment(env), ThreadPoolExecutor(max_workers=1) as pool:
+            future = pool.submit(execute_with_sigint, run, cwd, interruption)
+            while True:
+                try:
+                    return future.result(timeout=POLL_SECONDS)
+                except FutureTimeout:
+                    interruption.keep_interrupting()
+                except KeyboardInterrupt:               # ray.cancel
+                    interruption.handle_sigint()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def execute_with_sigint(run: NotebookRun, cwd: Path, interruption: Interruption) -> RunOutcome:
@@ -244,7 +254,12 @@ class RayExecutor:
         """
         exceptions = self.ray.exceptions
         try:
-            return self.ray.get(ref)
+            outcome = self.ray.get(ref)
+            if outcome.status == "interrupted" and not stopping:    # its worker was stopped, not this call
+                return RunOutcome(run, "lost", outcome.seconds, ename="SIGTERM", evalue=(
+                    "the Ray worker running it was stopped (SIGTERM) and interrupted it; it resumes from its last "
+                    "checkpoint on the next call"))
+            return outcome
         except exceptions.TaskCancelledError:
             return RunOutcome(run, "not started")
         except exceptions.RayError as error:

@@ -77,12 +77,15 @@ def test_a_signal_is_named_in_the_messages():
 # --------------------------------------------------------------------------- Ray: a task lost mid-run
 
 
-def lost_outcome(error: Exception, stopping: bool = False) -> RunOutcome:
+def lost_outcome(error: Exception | RunOutcome, stopping: bool = False) -> RunOutcome:
+    """The driver's outcome of a task whose ``ray.get`` raises ``error`` (or returns it, an outcome)."""
     import ray
 
     from storylib.ray_executor import RayExecutor
 
     def get(_ref):
+        if isinstance(error, RunOutcome):
+            return error
         raise error
 
     executor = RayExecutor(SimpleNamespace(exceptions=ray.exceptions, get=get))
@@ -111,6 +114,17 @@ def test_a_task_whose_worker_died_is_lost_mid_run_and_resumes_not_failed_before_
     assert (unsent.status, unsent.ename) == ("failed", "RuntimeEnvSetupError")
 
 
+@needs_ray
+def test_a_task_whose_worker_got_sigterm_is_lost_mid_run_unless_the_call_is_stopping():
+    run = NotebookRun("vae seed0", Path("02_experiment.ipynb"), Path("experiment.ipynb"), {})
+    interrupted = RunOutcome(run, "interrupted", 7.0, 2, "time.sleep(60)", "KeyboardInterrupt", "")
+    outcome = lost_outcome(interrupted)
+    assert (outcome.status, outcome.seconds, outcome.ename) == ("lost", 7.0, "SIGTERM")
+    assert outcome.evalue == ("the Ray worker running it was stopped (SIGTERM) and interrupted it; it resumes from "
+                              "its last checkpoint on the next call")
+    assert lost_outcome(interrupted, stopping=True) is interrupted
+
+
 def test_the_progress_line_and_the_interrupted_summary_name_a_lost_run(capsys):
     run = NotebookRun("baseline seed0", Path("02_experiment.ipynb"), Path("experiment.ipynb"), {})
     lost = RunOutcome(run, "lost", 12.3, ename="WorkerCrashedError", evalue="the Ray worker running it died")
@@ -126,26 +140,36 @@ WORKER_REPORTING = slow_experiment(
     'import os\n(pathlib.Path(results_dir) / f"worker-{experiment}.pid").write_text(str(os.getppid()))\ntime.sleep(60)')
 
 
+def worker_pid(results: Path, experiment: str) -> int:
+    pid_file = results / f"worker-{experiment}.pid"
+    deadline = time.monotonic() + 120
+    while not pid_file.is_file() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return int(pid_file.read_text())
+
+
 @pytest.mark.slow
 @needs_ray
 def test_ray_a_killed_worker_is_lost_mid_run_and_sigterm_on_the_driver_is_a_ctrl_c_summary(tmp_path):
     notebooks = make_notebooks(tmp_path / "notebooks", WORKER_REPORTING)
     results = tmp_path / "results"
     driver = start_run_all(tmp_path, notebooks, "--data", "synthetic", "--scale", "smoke", "--seeds", "1", "--only",
-                           "baseline", "vae", "--results-dir", str(results), "--executor", "ray", "--jobs", "2")
-    wait_for_starts(results / "executions.log", 2, driver)
-    pid_file = results / "worker-baseline.pid"
-    deadline = time.monotonic() + 120
-    while not pid_file.is_file() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    os.kill(int(pid_file.read_text()), signal.SIGKILL)          # the worker running baseline dies
+                           "baseline", "enhanced", "vae", "--results-dir", str(results), "--executor", "ray",
+                           "--jobs", "3")
+    wait_for_starts(results / "executions.log", 3, driver)
+    os.kill(worker_pid(results, "baseline"), signal.SIGKILL)    # the worker running baseline dies
+    os.kill(worker_pid(results, "enhanced"), signal.SIGTERM)    # the one running enhanced is stopped
     time.sleep(5.0)                                              # Ray notices; vae is still running
     driver.send_signal(signal.SIGTERM)
     out, err = driver.communicate(timeout=180)
     assert driver.returncode == runner.EXIT_INTERRUPTED, out + err
-    assert "baseline seed0: lost mid-run (" in out and "before any cell ran" not in out + err
+    assert "baseline seed0: lost mid-run (" in out and ": WorkerCrashedError: the Ray worker running it died" in out
+    assert "enhanced seed0: lost mid-run (" in out
+    assert ": SIGTERM: the Ray worker running it was stopped (SIGTERM) and interrupted it" in out   # its kernel too
+    assert "before any cell ran" not in out + err
     assert "SIGTERM: starting no more notebooks" in err and "Interrupted by SIGTERM after" in err
-    assert "lost mid-run, its Ray worker died (resumes from its last checkpoint on the next call) (1): baseline seed0" in err
+    assert ("lost mid-run, its Ray worker died (resumes from its last checkpoint on the next call) (2): baseline seed0, "
+            "enhanced seed0") in err
     assert "interrupted (resumes from its last checkpoint on the next call) (1): vae seed0" in err
     assert "Run the same command again to continue: finished runs are reused." in err
     assert "Traceback" not in err
