@@ -79,7 +79,8 @@ class ImageScorer:
         return {name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in self.per_window.items()}
 
     def result(self) -> dict[str, float]:
-        result = {name: float(np.mean(values)) for name, values in self.window_values().items()}
+        result = {name: float(np.mean(values)) if values.size else float("nan")
+                  for name, values in self.window_values().items()}
         if self.count:
             mean = self.sum / self.count
             variance = (self.sum_of_squares / self.count - mean.pow(2)).clamp(min=0)
@@ -102,10 +103,19 @@ def rouge_l(hypothesis: str, reference: str) -> float:
 
 
 def score_texts(hypotheses: list[str], references: list[str]) -> tuple[dict, pd.DataFrame]:
-    """Corpus BLEU-4 (smooth "exp"), chrF and mean ROUGE-L, with sacreBLEU signatures; and per
-    window: sentence BLEU (``effective_order=True``), chrF, ROUGE-L."""
+    """Corpus BLEU-4 (smooth "exp"), chrF and mean ROUGE-L, with sacreBLEU signatures, and
+    ``num_windows``; and per window: sentence BLEU (``effective_order=True``), chrF, ROUGE-L.
+
+    No windows (a shot group or pattern the test windows lack) gives NaN scores, ``num_windows``
+    0 and signatures ``None``: sacreBLEU's ``get_signature()`` raises on a metric that never
+    scored, and its ``corpus_score`` on an empty corpus.
+    """
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
+    if not hypotheses:
+        empty = pd.DataFrame({name: pd.Series(dtype=float) for name in ("bleu", "chrf", "rouge_l")})
+        return {"bleu": float("nan"), "chrf": float("nan"), "rouge_l": float("nan"), "bleu_signature": None,
+                "chrf_signature": None, "num_windows": 0}, empty
     bleu, chrf = BLEU(smooth_method="exp"), CHRF()
     sentence_bleu = BLEU(smooth_method="exp", effective_order=True)
     per_window = pd.DataFrame(
@@ -116,11 +126,12 @@ def score_texts(hypotheses: list[str], references: list[str]) -> tuple[dict, pd.
         }
     )
     corpus = {
-        "bleu": float(bleu.corpus_score(hypotheses, [references]).score) if hypotheses else float("nan"),
-        "chrf": float(chrf.corpus_score(hypotheses, [references]).score) if hypotheses else float("nan"),
-        "rouge_l": float(per_window["rouge_l"].mean()) if hypotheses else float("nan"),
+        "bleu": float(bleu.corpus_score(hypotheses, [references]).score),
+        "chrf": float(chrf.corpus_score(hypotheses, [references]).score),
+        "rouge_l": float(per_window["rouge_l"].mean()),
         "bleu_signature": str(bleu.get_signature()),
         "chrf_signature": str(chrf.get_signature()),
+        "num_windows": len(hypotheses),
     }
     return corpus, per_window
 
@@ -148,14 +159,14 @@ def group_means(
 ) -> dict:
     """``<metric>_<group>``: each metric's mean over the windows of each group of
     :meth:`WindowSplit.window_groups` (where the shot continues / cuts at frame 5, and each shot
-    pattern), NaN for a group without windows; ``group_windows``: the windows of each group."""
-    result: dict = {"group_windows": {}}
+    pattern), and ``num_windows_<group>``; a group without windows gives NaN and 0."""
+    result: dict = {}
     for group, indices in split.window_groups().items():
         member = np.isin(window_index, indices)
-        result["group_windows"][group] = int(member.sum())
         for name in metrics:
             values = np.asarray(window_values[name])[member]
             result[f"{name}_{group}"] = float(values.mean()) if values.size else float("nan")
+        result[f"num_windows_{group}"] = int(member.sum())   # 0: the group's metrics are NaN
     return result
 
 
@@ -245,7 +256,7 @@ def evaluate(model, split: WindowSplit, tokenizer, cfg: ExperimentConfig, device
         "sample_diversity": float(np.mean(np.concatenate(diversities))) if diversities else float("nan"),
         **group_means(image_values, window_index, split, (*IMAGE_METRICS, "image_mae_best_of_k")),
         "text_perplexity": perplexity(float(nll.sum()), int(count.sum())),
-        **text_metrics,
+        **{key: value for key, value in text_metrics.items() if key != "num_windows"},
         "num_test_windows": len(split),
     }
     frames = np.concatenate(saved_frames) if saved_frames else np.zeros((0, 3, *split.image_size), np.uint8)
