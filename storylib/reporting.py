@@ -1214,6 +1214,75 @@ def write_report_files(data_dir: Path | str, update_reference: bool = False) -> 
     return paths
 
 
+# Beside report.html: the digest of everything the report read when it was last built.
+REPORT_INPUTS_FILE = "report_inputs.json"
+# Files of the folder and of every run folder that notebook 03 reads.
+REPORT_FOLDER_FILES = ("floors.json", "floor_windows.csv", "test_windows.csv", "test_windows.npz", SUBSET_FILE, PLAN_FILE)
+REPORT_RUN_FILES = ("test_metrics.json", "config.yaml", "metrics.csv", "predictions.csv", "predictions.npz")
+# The package code that decides what the report shows.
+REPORT_CODE = ("reporting.py", "widgets.py", "runs.py", "config.py")
+
+
+def report_inputs_digest(data_dir: Path | str, notebook: Path | str, parameters: dict) -> str:
+    """sha256 over everything notebook 03 reads: the folder's shared files (floors, saved test
+    windows, :data:`PLAN_FILE`), each run folder's record, predictions and curves, which runs are
+    current (:func:`run_folders`: that covers ``params/`` and the code version), the notebook,
+    its parameters and the report's code. ``run_all.py`` rebuilds the report only when this
+    changes, so a rerun that reuses every run starts no kernel for it.
+
+    Content, not mtimes: a file rewritten with the same bytes (a reused run, a rebuilt floors
+    file with the same values) keeps the report. A few hundred MB of predictions hash in about a
+    second.
+    """
+    import hashlib
+
+    data_dir = Path(data_dir)
+    digest = hashlib.sha256()
+
+    def add_file(path: Path) -> None:
+        digest.update(str(path.relative_to(data_dir) if path.is_relative_to(data_dir) else path.name).encode())
+        try:
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError:
+            digest.update(b"<absent>")
+
+    for name in REPORT_FOLDER_FILES:
+        add_file(data_dir / name)
+    for path in sorted(data_dir.glob("*/seed*")):
+        if path.is_dir():
+            for name in REPORT_RUN_FILES:
+                add_file(path / name)
+    digest.update(json.dumps([(name, folder.relative_to(data_dir).as_posix(), why)
+                              for name, folder, why in run_folders(data_dir)]).encode())
+    add_file(Path(notebook))
+    package = Path(__file__).resolve().parent
+    for name in REPORT_CODE:
+        add_file(package / name)
+    digest.update(json.dumps(parameters, sort_keys=True, default=str).encode())
+    digest.update(storylib_version().encode())
+    return digest.hexdigest()
+
+
+def report_is_current(data_dir: Path | str, digest: str) -> bool:
+    """Whether report.html and comparison_report.ipynb were built from inputs with ``digest``."""
+    data_dir = Path(data_dir)
+    try:
+        recorded = json.loads((data_dir / REPORT_INPUTS_FILE).read_text(encoding="utf-8")).get("digest")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (recorded == digest and (data_dir / "report.html").is_file()
+            and (data_dir / "comparison_report.ipynb").is_file())
+
+
+def record_report_inputs(data_dir: Path | str, digest: str) -> Path:
+    """Write :data:`REPORT_INPUTS_FILE` after report.html was built from a notebook 03 that finished."""
+    return atomic_write_json(Path(data_dir) / REPORT_INPUTS_FILE, {
+        "digest": digest, "what": "sha256 of every file notebook 03 read to build report.html "
+        "(storylib.reporting.report_inputs_digest); run_all.py rebuilds the report when it changes"})
+
+
 def report_html(notebook: Path | str, data_dir: Path | str) -> str:
     """The executed comparison notebook as a standalone HTML page titled by its data and scale.
 
