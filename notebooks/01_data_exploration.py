@@ -37,7 +37,9 @@ def storylib_install_target(here: Path) -> str | None:
         return None
     except ImportError:
         pass
-    for folder in (here, *here.parents, here / "storylib"):
+    # the checkout this notebook sits in, else a clone in the working folder, whatever its name
+    clones = sorted(folder for folder in here.iterdir() if folder.is_dir() and not folder.name.startswith("."))
+    for folder in (here, *here.parents, *clones):
         pyproject = folder / "pyproject.toml"
         if pyproject.is_file() and 'name = "storylib"' in pyproject.read_text(errors="ignore"):
             return str(folder)
@@ -58,11 +60,13 @@ if target is not None:
 
 # %% [markdown]
 # Parameters (papermill overrides them): data source, scale and results folder.
+# `"auto"`: scale `full` with a CUDA GPU (a Colab GPU runtime), else `cpu`; results in
+# `/content/results` on Colab, else `../results` beside `notebooks/`.
 
 # %% tags=["parameters"]
 data = "auto"
-scale = "cpu"
-results_dir = "../results"
+scale = "auto"
+results_dir = "auto"
 
 # %%
 import storylib.experiment

@@ -37,7 +37,9 @@ def storylib_install_target(here: Path) -> str | None:
         return None
     except ImportError:
         pass
-    for folder in (here, *here.parents, here / "storylib"):
+    # the checkout this notebook sits in, else a clone in the working folder, whatever its name
+    clones = sorted(folder for folder in here.iterdir() if folder.is_dir() and not folder.name.startswith("."))
+    for folder in (here, *here.parents, *clones):
         pyproject = folder / "pyproject.toml"
         if pyproject.is_file() and 'name = "storylib"' in pyproject.read_text(errors="ignore"):
             return str(folder)
@@ -59,13 +61,15 @@ if target is not None:
 # %% [markdown]
 # Parameters (papermill overrides them): the experiment, data source, scale, seed, results
 # folder and device.
+# `"auto"`: scale `full` with a CUDA GPU (a Colab GPU runtime), else `cpu`; results in
+# `/content/results` on Colab, else `../results` beside `notebooks/`.
 
 # %% tags=["parameters"]
 experiment = "baseline"
 data = "auto"
-scale = "cpu"
+scale = "auto"
 seed = 0
-results_dir = "../results"
+results_dir = "auto"
 device = "auto"
 
 # %%

@@ -12,24 +12,49 @@ What the cell does, in order:
 1. ``import storylib.experiment`` works: nothing to do. (Importing a submodule, not finding a
    spec for ``storylib``: after a ``git clone`` in Colab the working folder holds a
    ``storylib/`` folder that ``find_spec("storylib")`` reports as a namespace package.)
-2. The working folder or a folder above it is a storylib checkout, or it holds a clone
-   ``storylib/``: pip installs that checkout.
+2. The working folder or a folder above it is a storylib checkout, or a folder in it is a
+   clone, whatever it is called (``git clone <address> my-fork``): pip installs that checkout.
 3. Otherwise pip installs ``git+REPOSITORY_URL``; with no address set it stops with a message
    saying how to get the package instead of trying an address that does not exist.
+
+The notebooks' parameters default to ``scale = "auto"`` and ``results_dir = "auto"``:
+:func:`default_scale` and :func:`default_results_dir` say what that means (the GPU scale on a
+Colab GPU runtime, results under ``/content``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
-
-import jupytext
 
 # The published repository, e.g. "https://github.com/<owner>/storylib"; empty until then.
 REPOSITORY_URL = ""
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+# Where results go in Colab: /content is the working folder and its file browser.
+COLAB_RESULTS_DIR = Path("/content/results")
+
+
+def running_in_colab() -> bool:
+    """Whether this kernel is a Google Colab runtime (its kernel loads ``google.colab``; its
+    environment has ``COLAB_RELEASE_TAG``)."""
+    return "google.colab" in sys.modules or bool(os.environ.get("COLAB_RELEASE_TAG"))
+
+
+def default_scale() -> str:
+    """The notebooks' ``scale = "auto"``: ``full`` (the published settings) with a CUDA GPU, as a
+    Colab GPU runtime has, else ``cpu``; the same rule as ``run_all.py --scale auto``."""
+    import torch
+
+    return "full" if torch.cuda.is_available() else "cpu"
+
+
+def default_results_dir() -> Path:
+    """The notebooks' ``results_dir = "auto"``: :data:`COLAB_RESULTS_DIR` in Colab, else
+    ``../results`` (beside ``notebooks/`` of a checkout, where the notebooks run)."""
+    return COLAB_RESULTS_DIR if running_in_colab() else Path("../results")
 
 _CELL = '''\
 # Colab or a fresh machine: install storylib unless `import storylib.experiment` works, from
@@ -50,7 +75,9 @@ def storylib_install_target(here: Path) -> str | None:
         return None
     except ImportError:
         pass
-    for folder in (here, *here.parents, here / "storylib"):
+    # the checkout this notebook sits in, else a clone in the working folder, whatever its name
+    clones = sorted(folder for folder in here.iterdir() if folder.is_dir() and not folder.name.startswith("."))
+    for folder in (here, *here.parents, *clones):
         pyproject = folder / "pyproject.toml"
         if pyproject.is_file() and 'name = "storylib"' in pyproject.read_text(errors="ignore"):
             return str(folder)
@@ -78,6 +105,7 @@ def cell_source(repository: str = REPOSITORY_URL) -> str:
 def sync_notebooks(notebooks_dir: Path | str = NOTEBOOKS_DIR, repository: str = REPOSITORY_URL) -> list[Path]:
     """Rewrite the first code cell of each ``*.py`` notebook, then ``jupytext --sync`` its
     paired ``.ipynb`` (cell ids kept)."""
+    import jupytext
     from jupytext.cli import jupytext as jupytext_cli
 
     written = []

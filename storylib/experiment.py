@@ -83,14 +83,27 @@ def environment_override(variable: str, parameter: str, value: object) -> str | 
 
 
 def resolve_scale(scale: str) -> str:
-    """``STORYLIB_SCALE``, when set, overrides ``scale`` (nbval runs the notebooks in smoke mode)."""
-    return environment_override("STORYLIB_SCALE", "scale", scale) or scale
+    """``STORYLIB_SCALE``, when set, overrides ``scale`` (nbval runs the notebooks in smoke mode);
+    ``auto`` (the notebooks' default) is ``full`` where a CUDA GPU is there (Colab), else ``cpu``."""
+    scale = environment_override("STORYLIB_SCALE", "scale", scale) or scale
+    if scale == "auto":
+        from storylib.colab import default_scale
+
+        scale = default_scale()
+    return scale
 
 
 def resolve_results_dir(results_dir: str | Path) -> Path:
     """``STORYLIB_RESULTS_DIR``, when set, overrides ``results_dir`` (tests keep the notebooks'
-    smoke runs out of the repository's ``results/``)."""
-    return Path(environment_override("STORYLIB_RESULTS_DIR", "results_dir", results_dir) or results_dir)
+    smoke runs out of the repository's ``results/``); ``auto`` (the notebooks' default) is
+    ``/content/results`` in Colab (``../results`` there would be ``/results``, lost on disconnect
+    and outside the file browser), else ``../results``, beside ``notebooks/``."""
+    chosen = environment_override("STORYLIB_RESULTS_DIR", "results_dir", results_dir) or results_dir
+    if str(chosen) == "auto":
+        from storylib.colab import default_results_dir
+
+        chosen = default_results_dir()
+    return Path(chosen)
 
 
 def planned_config(

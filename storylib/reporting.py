@@ -1283,17 +1283,29 @@ def record_report_inputs(data_dir: Path | str, digest: str) -> Path:
         "(storylib.reporting.report_inputs_digest); run_all.py rebuilds the report when it changes"})
 
 
+# Cells whose code report.html leaves out (their outputs stay): the install cell, the default
+# parameters and papermill's injected ones (two parameter cells that disagree, and the results
+# folder as this machine's path).
+HIDDEN_INPUT_TAGS = frozenset({"remove_input", "parameters", "injected-parameters"})
+
+
 def report_html(notebook: Path | str, data_dir: Path | str) -> str:
     """The executed comparison notebook as a standalone HTML page titled by its data and scale.
 
     The widget state is dropped: a page has no kernel, so nbconvert then shows the static PNG
-    that every widget display of this package carries beside the widget view.
+    that every widget display of this package carries beside the widget view. The code of the
+    cells tagged :data:`HIDDEN_INPUT_TAGS` is left out (nbconvert's ``TagRemovePreprocessor``),
+    and so is papermill's record of the parameters: a reader sees the report, not the machine.
     """
     import nbformat
     from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import TagRemovePreprocessor
 
     executed = nbformat.read(str(notebook), as_version=4)
     executed.metadata.pop("widgets", None)
+    executed.metadata.pop("papermill", None)
     executed.metadata["title"] = report_title(data_dir)
-    body, _ = HTMLExporter().from_notebook_node(executed)
+    exporter = HTMLExporter()
+    exporter.register_preprocessor(TagRemovePreprocessor(remove_input_tags=set(HIDDEN_INPUT_TAGS)), enabled=True)
+    body, _ = exporter.from_notebook_node(executed)
     return body
