@@ -895,6 +895,9 @@ def plot_loss_curves(data_dir: Path | str) -> Figure:
         axis.set_title(term)
         axis.set_xlabel("epoch")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        epochs = sorted({float(e) for h in histories.values() for e in h["epoch"]})
+        if len(epochs) == 1:                        # one epoch: its tick in the middle, not at an edge
+            axis.set_xlim(epochs[0] - 1, epochs[0] + 1)
         axis.grid(alpha=0.3)
     for axis in axes[::columns]:
         axis.set_ylabel("loss (mean over seeds)")
