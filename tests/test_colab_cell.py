@@ -140,3 +140,14 @@ def test_every_notebook_defaults_to_the_automatic_scale_and_results_folder(name)
     notebook = jupytext.read(ROOT / "notebooks" / f"{name}.py")
     [parameters] = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
     assert 'scale = "auto"' in parameters.source and 'results_dir = "auto"' in parameters.source
+
+
+def test_a_found_storylib_is_not_imported_by_the_cell(tmp_path):
+    """Importing storylib.experiment loads torch: the cell only finds it (notebook 03 spent 17 s here)."""
+    work = tmp_path / "content"
+    package = work / "storylib"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "experiment.py").write_text("open('imported', 'w').write('yes')\n")
+    assert run_cell(work, tmp_path) == {"pip": []}
+    assert not (work / "imported").exists()
