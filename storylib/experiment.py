@@ -40,6 +40,7 @@ from storylib.data import PreparedData, prepare_data, resolve_source, source_lab
 from storylib.data.tokenizer import resolve_tokenizer_kind
 from storylib.floors import IMAGE_FLOORS, PICTURED_FLOORS, TEXT_FLOORS, compute_floors, floor_prediction_frames, floor_table
 from storylib.io import atomic_save_npz, atomic_write_json, atomic_write_text, exclusive
+from storylib.locations import environment_override, resolve_results_dir, resolve_scale  # noqa: F401
 from storylib.models import StoryPredictor, build_model, count_parameters
 from storylib.runs import CONTRACT_KEYS, finished_hash
 
@@ -70,40 +71,6 @@ def _display(thing) -> None:
             display(thing)
     except ImportError:  # pragma: no cover
         pass
-
-
-def environment_override(variable: str, parameter: str, value: object) -> str | None:
-    """The value of ``variable`` when it is set and differs from ``value``, announced on stdout
-    (every time: a notebook whose parameter is overridden says so in its output)."""
-    override = os.environ.get(variable)
-    if not override or override == str(value):
-        return None
-    print(f"note: {variable}={override} in the environment overrides the parameter {parameter}={str(value)!r}")
-    return override
-
-
-def resolve_scale(scale: str) -> str:
-    """``STORYLIB_SCALE``, when set, overrides ``scale`` (nbval runs the notebooks in smoke mode);
-    ``auto`` (the notebooks' default) is ``full`` where a CUDA GPU is there (Colab), else ``cpu``."""
-    scale = environment_override("STORYLIB_SCALE", "scale", scale) or scale
-    if scale == "auto":
-        from storylib.colab import default_scale
-
-        scale = default_scale()
-    return scale
-
-
-def resolve_results_dir(results_dir: str | Path) -> Path:
-    """``STORYLIB_RESULTS_DIR``, when set, overrides ``results_dir`` (tests keep the notebooks'
-    smoke runs out of the repository's ``results/``); ``auto`` (the notebooks' default) is
-    ``/content/results`` in Colab (``../results`` there would be ``/results``, lost on disconnect
-    and outside the file browser), else ``../results``, beside ``notebooks/``."""
-    chosen = environment_override("STORYLIB_RESULTS_DIR", "results_dir", results_dir) or results_dir
-    if str(chosen) == "auto":
-        from storylib.colab import default_results_dir
-
-        chosen = default_results_dir()
-    return Path(chosen)
 
 
 def planned_config(

@@ -322,7 +322,7 @@ def results_folder(results_dir: Path | str, data: str, scale: str) -> Path:
     ``STORYLIB_RESULTS_DIR`` win when set).
     """
     from storylib.data.sources import resolve_source, source_label
-    from storylib.experiment import resolve_results_dir, resolve_scale
+    from storylib.locations import resolve_results_dir, resolve_scale
 
     return resolve_results_dir(results_dir) / f"{source_label(resolve_source(data))}-{resolve_scale(scale)}"
 
