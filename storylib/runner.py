@@ -7,7 +7,10 @@ folder ``<results-dir>/<data label>-<scale>``, never into ``notebooks/``, so run
 data or scale never mix and the jupytext pairs stay clean.
 
 A finished run (``test_metrics.json`` with the config hash this call would produce) is reused
-unless ``--force``, so an interrupted call continues where it stopped. A failing notebook does
+unless ``--force``, so an interrupted call continues where it stopped. The report is rebuilt
+only when the digest of what it reads changed (``report_inputs.json``), and ``report.html`` is
+built and announced only from a notebook 03 that finished in this call. ``run_plan.json``
+records the plan and how each unfinished run ended, for the report. A failing notebook does
 not stop the others; the failures are listed at the end (notebook, cell, error) and the exit
 status is 1.
 
