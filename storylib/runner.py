@@ -594,8 +594,9 @@ def build_report_html(outcome: RunOutcome, html_path: Path, digest: str | None,
 
 
 def print_summary(data_dir: Path) -> None:
-    """The metrics table of the folder's current runs, then the stale runs left out; one line
-    instead of a traceback when a file of the folder cannot be read."""
+    """The metrics table of the folder's current runs, then the runs the report could not use
+    (stale, failed, interrupted, missing: as the report lists them); one line instead of a
+    traceback when a file of the folder cannot be read."""
     from storylib import reporting
 
     try:
@@ -609,9 +610,9 @@ def print_summary(data_dir: Path) -> None:
             columns = ["n_seeds", "image_mae", "image_ssim", "text_perplexity", "chrf", "rouge_l", "prediction_spread"]
             with pd.option_context("display.width", 200, "display.max_columns", 20):
                 print(table[columns].to_string())
-        stale = reporting.stale_runs_text(data_dir)
-        if stale:
-            print("\n" + stale)
+        unusable = reporting.unusable_runs_text(data_dir)      # stale, failed, interrupted, missing
+        if unusable:
+            print("\n" + unusable)
     except Exception as error:  # noqa: BLE001 - the summary must not hide what ran
         print(f"\nthe metrics summary of {data_dir} cannot be printed ({type(error).__name__}: "
               f"{' '.join(str(error).split())[:300]})", file=sys.stderr)

@@ -253,3 +253,11 @@ def test_data_that_names_a_file_says_it_is_a_file_not_a_folder(tmp_path, capsys)
     parquet.write_bytes(b"PAR1")
     with pytest.raises(runner.RunAllError, match=f"e.g. --data {tmp_path}"):
         runner.check_data_source(str(parquet))
+
+
+def test_the_summary_lists_the_planned_runs_that_failed(notebooks_dir, tmp_path, capsys):
+    results_dir = tmp_path / "results"
+    assert run(notebooks_dir, results_dir, "--only", "baseline", "vae") == 1
+    out = capsys.readouterr().out
+    assert "Planned runs with no result (1 failed; plan: run_plan.json" in out
+    assert "- vae/seed0: failed: cell 2: ValueError: boom in vae" in out
