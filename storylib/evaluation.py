@@ -242,6 +242,9 @@ def evaluate(model, split: WindowSplit, tokenizer, cfg: ExperimentConfig, device
             "story_id": [split.story_ids[i] for i in window_index],
             **image_values,
             "text_perplexity": np.exp(nll.numpy() / np.maximum(count.numpy(), 1)),
+            # the report's bootstrap resamples these for the corpus-level perplexity of the tables
+            "text_nll": nll.numpy(),
+            "text_tokens": count.numpy(),
             "chrf": text_windows["chrf"],
             "bleu": text_windows["bleu"],
             "rouge_l": text_windows["rouge_l"],

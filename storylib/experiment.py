@@ -41,6 +41,7 @@ from storylib.data import PreparedData, prepare_data, resolve_source, source_lab
 from storylib.data.tokenizer import resolve_tokenizer_kind
 from storylib.floors import IMAGE_FLOORS, PICTURED_FLOORS, TEXT_FLOORS, compute_floors, floor_prediction_frames, floor_table
 from storylib.io import atomic_save_npz, atomic_write_json, atomic_write_text, exclusive
+from storylib.locations import environment_override, resolve_results_dir, resolve_scale  # noqa: F401
 from storylib.models import StoryPredictor, build_model, count_parameters
 from storylib.runs import CONTRACT_KEYS, checkpoint_digest, checkpoint_problem, finished_hash
 
@@ -71,27 +72,6 @@ def _display(thing) -> None:
             display(thing)
     except ImportError:  # pragma: no cover
         pass
-
-
-def environment_override(variable: str, parameter: str, value: object) -> str | None:
-    """The value of ``variable`` when it is set and differs from ``value``, announced on stdout
-    (every time: a notebook whose parameter is overridden says so in its output)."""
-    override = os.environ.get(variable)
-    if not override or override == str(value):
-        return None
-    print(f"note: {variable}={override} in the environment overrides the parameter {parameter}={str(value)!r}")
-    return override
-
-
-def resolve_scale(scale: str) -> str:
-    """``STORYLIB_SCALE``, when set, overrides ``scale`` (nbval runs the notebooks in smoke mode)."""
-    return environment_override("STORYLIB_SCALE", "scale", scale) or scale
-
-
-def resolve_results_dir(results_dir: str | Path) -> Path:
-    """``STORYLIB_RESULTS_DIR``, when set, overrides ``results_dir`` (tests keep the notebooks'
-    smoke runs out of the repository's ``results/``)."""
-    return Path(environment_override("STORYLIB_RESULTS_DIR", "results_dir", results_dir) or results_dir)
 
 
 def planned_config(

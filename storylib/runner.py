@@ -7,7 +7,10 @@ folder ``<results-dir>/<data label>-<scale>``, never into ``notebooks/``, so run
 data or scale never mix and the jupytext pairs stay clean.
 
 A finished run (``test_metrics.json`` with the config hash this call would produce) is reused
-unless ``--force``, so an interrupted call continues where it stopped. A failing notebook does
+unless ``--force``, so an interrupted call continues where it stopped. The report is rebuilt
+only when the digest of what it reads changed (``report_inputs.json``), and ``report.html`` is
+built and announced only from a notebook 03 that finished in this call. ``run_plan.json``
+records the plan and how each unfinished run ended, for the report. A failing notebook does
 not stop the others; the failures are listed at the end (notebook, cell, error) and the exit
 status is 1.
 
@@ -588,9 +591,82 @@ def write_html_report(notebook: Path, html_path: Path) -> Path:
                           "disk space and rerun (finished runs are reused)") from None
 
 
+def record_plan(data_dir: Path, experiments: Sequence[str], seeds: int, outcomes: Sequence[RunOutcome]) -> None:
+    """Write run_plan.json (:func:`storylib.reporting.write_plan`): what this call planned and
+    how each experiment run that did not finish ended, so the report lists them with the reason."""
+    from storylib.reporting import write_plan
+
+    ended = {}
+    for outcome in outcomes:
+        if outcome.run.planned_hash is None or outcome.status in ("ok", "reused"):
+            continue
+        folder = outcome.run.output.parent
+        key = f"{folder.parent.name}/{folder.name}"
+        if outcome.status == "failed":
+            cell = f"cell {outcome.cell_index}" if outcome.cell_index is not None else "before any cell ran"
+            ended[key] = {"status": "failed", "error": f"{cell}: {outcome.ename}: "
+                                                       f"{' '.join(outcome.evalue.split())[:300]}"}
+        else:
+            ended[key] = {"status": outcome.status}
+    try:
+        write_plan(data_dir, experiments, range(seeds), ended)
+    except OSError as error:             # the report then assumes the default plan
+        print(f"run_plan.json cannot be written in {data_dir} ({error.strerror or error})", file=sys.stderr)
+
+
+def report_digest(data_dir: Path, report: NotebookRun) -> str | None:
+    """The digest of the report's inputs (:func:`storylib.reporting.report_inputs_digest`);
+    None, and the report is built, when a file cannot be read."""
+    from storylib.reporting import report_inputs_digest
+
+    try:
+        return report_inputs_digest(data_dir, report.notebook, report.parameters)
+    except Exception as error:  # noqa: BLE001 - a digest that cannot be made only costs a rebuild
+        print(f"the report's inputs cannot be hashed ({type(error).__name__}: {error}); rebuilding it", file=sys.stderr)
+        return None
+
+
+def report_current(data_dir: Path, digest: str) -> bool:
+    from storylib.reporting import report_is_current
+
+    return report_is_current(data_dir, digest)
+
+
+def build_report_html(outcome: RunOutcome, html_path: Path, digest: str | None,
+                      step_failures: list[RunOutcome]) -> str:
+    """Convert the comparison notebook to report.html only when notebook 03 finished in this
+    call (never a previous call's notebook after a failure), record the inputs' digest, and
+    return the line that announces it (or says why there is no new report)."""
+    from storylib.reporting import REPORT_INPUTS_FILE, record_report_inputs
+
+    data_dir = html_path.parent
+    if outcome.status == "reused":
+        return (f"report: {html_path} (unchanged: nothing it reads changed since it was built; "
+                f"{REPORT_INPUTS_FILE} holds the digest of its inputs)")
+    if outcome.status != "ok":
+        (data_dir / REPORT_INPUTS_FILE).unlink(missing_ok=True)    # the next call rebuilds it
+        older = " (the report.html there is from an earlier call)" if html_path.is_file() else ""
+        return f"report.html not built: notebook 03 did not finish in this call{older}; see the failures below"
+    try:
+        write_html_report(outcome.run.output, html_path)
+    except RunAllError as error:
+        step_failures.append(RunOutcome(NotebookRun("report.html", Path("run_all.py"), html_path, {}), "failed",
+                                        ename="RunAllError", evalue=str(error)))
+        (data_dir / REPORT_INPUTS_FILE).unlink(missing_ok=True)
+        return "report.html not built; see the failures below"
+    if digest is not None:
+        try:
+            record_report_inputs(data_dir, digest)
+        except OSError as error:
+            print(f"{REPORT_INPUTS_FILE} cannot be written ({error.strerror or error}); the next call rebuilds the "
+                  "report", file=sys.stderr)
+    return f"report: {html_path}"
+
+
 def print_summary(data_dir: Path) -> None:
-    """The metrics table of the folder's current runs, then the stale runs left out; one line
-    instead of a traceback when a file of the folder cannot be read."""
+    """The metrics table of the folder's current runs, then the runs the report could not use
+    (stale, failed, interrupted, missing: as the report lists them); one line instead of a
+    traceback when a file of the folder cannot be read."""
     from storylib import reporting
 
     try:
@@ -604,9 +680,9 @@ def print_summary(data_dir: Path) -> None:
             columns = ["n_seeds", "image_mae", "image_ssim", "text_perplexity", "chrf", "rouge_l", "prediction_spread"]
             with pd.option_context("display.width", 200, "display.max_columns", 20):
                 print(table[columns].to_string())
-        stale = reporting.stale_runs_text(data_dir)
-        if stale:
-            print("\n" + stale)
+        unusable = reporting.unusable_runs_text(data_dir)      # stale, failed, interrupted, missing
+        if unusable:
+            print("\n" + unusable)
     except Exception as error:  # noqa: BLE001 - the summary must not hide what ran
         print(f"\nthe metrics summary of {data_dir} cannot be printed ({type(error).__name__}: "
               f"{' '.join(str(error).split())[:300]})", file=sys.stderr)
@@ -639,6 +715,14 @@ def check_data_source(given: str) -> str:
     from storylib.data.sources import DataSourceError, hub_dataset_cached, hub_reachable, local_parquet_files, resolve_source
 
     try:
+        path = Path(given).expanduser()
+        if given not in ("auto", "storyreasoning", "synthetic") and path.is_file():
+            folder = path.resolve().parent
+            raise RunAllError(
+                f"--data {given}: {path} is a file, not a folder. --data PATH takes a folder of parquet files in "
+                "the StoryReasoning schema (data/train-*.parquet and data/test-*.parquet, or both in the folder "
+                f"itself){f', e.g. --data {folder}' if path.suffix == '.parquet' else ''}; or use --data synthetic "
+                "for the embedded stand-in. Nothing was run and nothing was written.")
         data = resolve_source(given)
         if data == "storyreasoning" and given != "auto" and not (hub_dataset_cached() or hub_reachable()):
             raise DataSourceError("it is not in the Hugging Face cache and huggingface.co cannot be reached")
@@ -794,7 +878,7 @@ def _run_notebooks(args: argparse.Namespace, notebooks_dir: Path, experiments: l
                               data_dir / "data_exploration.ipynb", exploration_parameters)
     exploration.reused = not args.force and exploration_reusable(exploration.output, exploration_parameters)
     report = NotebookRun("03_comparison_report", notebooks_dir / REPORT_NOTEBOOK,
-                         data_dir / "comparison_report.ipynb", dict(exploration_parameters))
+                         data_dir / "comparison_report.ipynb", {**exploration_parameters, "update_reference": True})
     reporter = ProgressReporter(2 + len(experiment_runs))
     started = time.perf_counter()
     interruption = _ACTIVE = Interruption()
@@ -806,10 +890,14 @@ def _run_notebooks(args: argparse.Namespace, notebooks_dir: Path, experiments: l
             executor.close()                # its CPUs are free for the report
         else:
             outcomes += execute_all(experiment_runs, jobs, notebooks_dir, reporter, interruption)
+        record_plan(data_dir, experiments, args.seeds, outcomes)
+        digest = None
         if not interruption.stopping.is_set():
             failed = run_shared_files(shared_files or default_shared_files, experiments[0], data, scale,
                                       results_dir, data_dir)
             step_failures += [failed] if failed else []
+            digest = report_digest(data_dir, report)
+            report.reused = not args.force and not failed and digest is not None and report_current(data_dir, digest)
         outcomes += execute_all([report], 1, notebooks_dir, reporter, interruption)
     reporter.close()
     if interruption.stopping.is_set():
@@ -817,22 +905,14 @@ def _run_notebooks(args: argparse.Namespace, notebooks_dir: Path, experiments: l
         return EXIT_INTERRUPTED
 
     html_path = data_dir / "report.html"
-    html_written = False
-    if report.output.is_file():
-        try:
-            write_html_report(report.output, html_path)
-            html_written = True
-        except RunAllError as error:
-            step_failures.append(RunOutcome(NotebookRun("report.html", Path("run_all.py"), html_path, {}), "failed",
-                                            ename="RunAllError", evalue=str(error)))
+    html_note = build_report_html(outcomes[-1], html_path, digest, step_failures)
     reused = sum(outcome.status == "reused" for outcome in outcomes)
     failures = [outcome for outcome in outcomes if outcome.status in ("failed", "lost")] + step_failures
     notebook_failures = len(failures) - len(step_failures)
     print(f"\n{len(outcomes)} notebooks in {time.perf_counter() - started:.0f} s: "
           f"{len(outcomes) - reused - notebook_failures} ran, {reused} reused, {notebook_failures} failed")
     print_summary(data_dir)
-    if html_written:
-        print(f"\nreport: {html_path}")
+    print(f"\n{html_note}")
     if failures:
         print(f"\n{len(failures)} step(s) failed:", file=sys.stderr)
         for outcome in failures:

@@ -265,11 +265,17 @@ def plot_loss_curve(history: pd.DataFrame):
 
     terms = ("loss", *LOSS_TERMS)
     figure, axes = plt.subplots(1, len(terms), figsize=(3.2 * len(terms), 2.8))
+    from matplotlib.ticker import MaxNLocator
+
     for axis, term in zip(axes, terms):
         axis.plot(history["epoch"], history[f"train_{term}"], marker="o", label="train")
         axis.plot(history["epoch"], history[f"val_{term}"], marker="s", label="val")
         axis.set_title("total (weighted)" if term == "loss" else term)
         axis.set_xlabel("epoch")
+        # whole epochs only; one epoch is a marker at a labelled tick, not a dot on 0.96 … 1.04
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(history) == 1:
+            axis.set_xlim(float(history["epoch"].iloc[0]) - 1, float(history["epoch"].iloc[0]) + 1)
     axes[0].legend()
     figure.tight_layout()
     return figure
