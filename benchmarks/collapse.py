@@ -35,6 +35,7 @@ from storylib.data.tokenizer import resolve_tokenizer_kind
 from storylib.floors import compute_floors
 from storylib.io import atomic_write_json
 from storylib.models import build_model
+from storylib.reporting import COLLAPSE_FILE
 
 LEFT_FLOOR_MAE = 0.005  # below the median floor by more than this …
 LEFT_FLOOR_SPREAD = 0.01  # … with predictions that differ between stories by more than this
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-train-windows", type=int, default=0, help="0 = every train window")
     parser.add_argument("--only", nargs="*", help="a subset of the variants")
-    parser.add_argument("--out", default="results/synthetic-cpu/collapse_diagnostic.json")
+    parser.add_argument("--out", default=f"results/synthetic-cpu/{COLLAPSE_FILE}")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     chosen = variants(args.experiment, args.scale)

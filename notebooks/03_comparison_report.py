@@ -74,7 +74,7 @@ results_dir = "auto"
 update_reference = False
 
 # %%
-from storylib import reporting, widgets
+from storylib import comparisons, reporting, widgets
 
 # %% [markdown]
 # The results folder (named by its data and scale) and what it holds, or a note that nothing
@@ -127,6 +127,35 @@ reporting.summary_table(runs, floors, reporting.IMAGE_TABLE)
 reporting.summary_table(runs, floors, reporting.TEXT_TABLE)
 
 # %% [markdown]
+# Image MAE on every group of test windows: where the shot continues or cuts at frame 5 and
+# each shot pattern of the story (window counts in the header), every floor on the same windows.
+
+# %%
+comparisons.group_table(data_dir)
+
+# %% [markdown]
+# Sampling: image MAE at z = μ, the best of K frames sampled from z (Denton & Fergus 2018), and
+# the samples' diversity (mean pairwise L1); a deterministic model's best-of-K is its MAE.
+
+# %%
+comparisons.sampling_table(data_dir)
+
+# %% [markdown]
+# The study's question: each switch (cross-modal attention, the VAE, both) against its family's
+# plain model, and the families' plain models against each other, on all windows and where the
+# shot continues, cuts, or follows no pattern (difference [95% hierarchical bootstrap CI] verdict).
+
+# %%
+comparisons.format_effects(comparisons.switch_effects(data_dir))
+
+# %% [markdown]
+# Why the published decoder collapses: the capacity control under one-factor changes
+# (`benchmarks/collapse.py`, one seed; empty when it has not been run for this folder).
+
+# %%
+comparisons.collapse_table(data_dir)
+
+# %% [markdown]
 # Change against `baseline` (experiment − baseline; 95% hierarchical bootstrap CI that
 # resamples seeds and, within them, the paired test windows; "no clear difference" when the
 # interval contains 0). The floor note says when both models are worse than the strongest floor
@@ -167,4 +196,4 @@ widgets.browse(data_dir)
 # nor in the committed reference unless `update_reference`).
 
 # %%
-reporting.write_report_files(data_dir, update_reference);
+reporting.write_report_files(data_dir, update_reference, comparisons.markdown_sections(data_dir));

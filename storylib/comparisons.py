@@ -25,6 +25,7 @@ import pandas as pd
 import yaml
 
 from storylib.reporting import (
+    COLLAPSE_FILE,
     DECIMALS,
     FLOOR_ORDER,
     collect_runs,
@@ -34,8 +35,11 @@ from storylib.reporting import (
     format_mean_sd,
     hierarchical_bootstrap_ci,
     load_floors,
+    markdown_table,
     per_window_by_seed,
     seed_dirs,
+    TEXT_NLL,
+    TEXT_TOKENS,
     verdict,
     _format_single,
 )
@@ -104,22 +108,41 @@ def window_groups(data_dir: Path | str) -> dict[str, list[int]]:
     return groups
 
 
+def _paired(data_dir: Path, experiment: str, reference: str, column: str, windows: Sequence[int]):
+    """(experiment (S_e, W), reference (S_r, W), seeds text) of ``column`` on the windows both have."""
+    ours, theirs = per_window_by_seed(data_dir, experiment, column), per_window_by_seed(data_dir, reference, column)
+    if ours.empty or theirs.empty:
+        return None
+    paired = ours.dropna().index.intersection(theirs.dropna().index).intersection(pd.Index(windows))
+    return ours.loc[paired].to_numpy().T, theirs.loc[paired].to_numpy().T, f"{ours.shape[1]} vs {theirs.shape[1]}"
+
+
 def _compare(data_dir: Path, experiment: str, reference: str, metric: str, windows: Sequence[int],
              n_boot: int, seed: int) -> dict | None:
-    ours_all, theirs_all = per_window_by_seed(data_dir, experiment, metric), per_window_by_seed(data_dir, reference, metric)
-    if ours_all.empty or theirs_all.empty:
+    """One bootstrap comparison; perplexity is corpus-level (exp of the summed token NLL over the
+    summed token count, per seed), as in every table of the report."""
+    perplexity = metric == "text_perplexity"
+    values = _paired(data_dir, experiment, reference, TEXT_NLL if perplexity else metric, windows)
+    if values is None:
         return None
-    paired = ours_all.dropna().index.intersection(theirs_all.dropna().index).intersection(pd.Index(windows))
-    if len(paired) == 0:
-        return {"n_windows": 0, "n_seeds": f"{ours_all.shape[1]} vs {theirs_all.shape[1]}",
-                "reference_mean": np.nan, "experiment_mean": np.nan, "difference": np.nan,
-                "ci_low": np.nan, "ci_high": np.nan, "verdict": "no windows"}
-    ours, theirs = ours_all.loc[paired].to_numpy().T, theirs_all.loc[paired].to_numpy().T
-    low, high = hierarchical_bootstrap_ci(ours, theirs, n_boot=n_boot, seed=seed)
-    return {"n_windows": len(paired), "n_seeds": f"{ours.shape[0]} vs {theirs.shape[0]}",
-            "reference_mean": float(theirs.mean()), "experiment_mean": float(ours.mean()),
-            "difference": float(ours.mean() - theirs.mean()), "ci_low": low, "ci_high": high,
-            "verdict": verdict(metric, low, high)}
+    ours, theirs, seeds = values
+    if ours.shape[1] == 0:
+        return {"n_windows": 0, "n_seeds": seeds, "reference_mean": np.nan, "experiment_mean": np.nan,
+                "difference": np.nan, "ci_low": np.nan, "ci_high": np.nan, "verdict": "no windows"}
+    weights = None, None
+    if perplexity:
+        counts = _paired(data_dir, experiment, reference, TEXT_TOKENS, windows)
+        if counts is None or counts[0].shape != ours.shape:
+            return None
+        weights = counts[0], counts[1]
+        our_mean = float(np.mean(np.exp(ours.sum(1) / weights[0].sum(1))))
+        their_mean = float(np.mean(np.exp(theirs.sum(1) / weights[1].sum(1))))
+    else:
+        our_mean, their_mean = float(ours.mean()), float(theirs.mean())
+    low, high = hierarchical_bootstrap_ci(ours, theirs, n_boot=n_boot, seed=seed, experiment_weights=weights[0],
+                                          reference_weights=weights[1], transform="exp" if perplexity else "identity")
+    return {"n_windows": ours.shape[1], "n_seeds": seeds, "reference_mean": their_mean, "experiment_mean": our_mean,
+            "difference": our_mean - their_mean, "ci_low": low, "ci_high": high, "verdict": verdict(metric, low, high)}
 
 
 def switch_effects(data_dir: Path | str, metrics: Sequence[str] = COMPARISON_METRICS,
@@ -189,3 +212,57 @@ def group_table(data_dir: Path | str, metric: str = "image_mae") -> pd.DataFrame
     table.columns = [f"{group} ({len(by_group[group])})" for group in names]
     table.index.name = metric
     return table
+
+
+def sampling_table(data_dir: Path | str) -> pd.DataFrame:
+    """Per experiment (mean ± sd over seeds): image MAE at z = μ, the best of K sampled frames, and
+    the samples' diversity — equal MAEs and zero diversity for a deterministic model."""
+    runs = collect_runs(Path(data_dir))
+    columns = ("image_mae", "image_mae_best_of_k", "sample_diversity", "image_mae_irregular",
+               "image_mae_best_of_k_irregular")
+    rows = {}
+    for experiment in sorted(runs["experiment"].unique(), key=experiment_sort_key) if not runs.empty else []:
+        seeds = runs[runs["experiment"] == experiment]
+        rows[experiment] = {column: format_mean_sd(seeds.get(column, pd.Series(dtype=float))) for column in columns}
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=list(columns))
+    table.index.name = "experiment"
+    return table
+
+
+def collapse_table(data_dir: Path | str) -> pd.DataFrame:
+    """The published decoder under one-factor changes (``benchmarks/collapse.py``), when its JSON
+    sits in the results folder; an empty table otherwise."""
+    path = Path(data_dir) / COLLAPSE_FILE
+    if not path.is_file():
+        return pd.DataFrame()
+    import json
+
+    diagnostic = json.loads(path.read_text(encoding="utf-8"))
+    rows = {name: {"change": ", ".join(f"{k}={v}" for k, v in result["overrides"].items()) or "(published settings)",
+                   "epochs": result["epochs"], "image_mae": f"{result['image_mae']:.4f}",
+                   "median_image floor": f"{result['median_image_mae']:.4f}",
+                   "prediction_spread": f"{result['prediction_spread']:.4f}",
+                   "left the median floor": "yes" if result["left_the_median_floor"] else "no"}
+            for name, result in diagnostic.get("variants", {}).items()}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = f"{diagnostic.get('experiment', '')}, seed {diagnostic.get('seed', '')}"
+    return table
+
+
+def markdown_sections(data_dir: Path | str) -> list[str]:
+    """The study's sections of ``Results.md``: groups, sampling, switch effects, the collapse."""
+    data_dir = Path(data_dir)
+    lines = ["## Image MAE on every group of windows (mean ± sd over seeds; floors on the same windows)", "",
+             markdown_table(group_table(data_dir)), "",
+             "## Sampling: MAE at μ, best of K sampled frames, and their diversity", "",
+             markdown_table(sampling_table(data_dir)), ""]
+    effects = switch_effects(data_dir)
+    if not effects.empty:
+        lines += ["## The switches: each against its family's plain model, and the families' plain models against "
+                  "each other (difference [95% hierarchical bootstrap CI] verdict, per group of windows)", "",
+                  markdown_table(format_effects(effects)), ""]
+    collapse = collapse_table(data_dir)
+    if not collapse.empty:
+        lines += ["## Why the published decoder collapses (benchmarks/collapse.py, one seed)", "",
+                  markdown_table(collapse), ""]
+    return lines

@@ -45,7 +45,8 @@ CONTRACT_METRICS = (
 )
 # Metrics that predictions.csv holds per test window (paired comparisons use these).
 PER_WINDOW_METRICS = CONTRACT_METRICS[:-1]
-LOWER_IS_BETTER = frozenset({"image_mae", "image_mse", "text_perplexity", "text_perplexity_window_mean"})
+LOWER_IS_BETTER = frozenset({"image_mae", "image_mse", "image_mae_best_of_k", "text_perplexity",
+                             "text_perplexity_window_mean"})
 RUN_FACTS = ("num_params", "train_seconds", "stories_per_second")
 # Decimals shown per column; everything else gets four.
 DECIMALS = {
@@ -1165,10 +1166,12 @@ def is_committed_reference(data_dir: Path | str) -> bool:
     return Path(data_dir).resolve() == (checkout / REFERENCE_FOLDER).resolve()
 
 
-def write_report_files(data_dir: Path | str, update_reference: bool = False) -> dict[str, Path]:
+def write_report_files(data_dir: Path | str, update_reference: bool = False,
+                       extra_sections: Sequence[str] = ()) -> dict[str, Path]:
     """Write ``results.csv`` (one row per experiment × seed) and ``Results.md`` (the answer, the
-    runs it could not use, the tables), and say so; a results folder that does not exist stays
-    so (nothing written, an empty dict).
+    runs it could not use, the tables, then ``extra_sections``: markdown that modules reading
+    this one add, such as :func:`storylib.comparisons.markdown_sections`), and say so; a
+    results folder that does not exist stays so (nothing written, an empty dict).
 
     The committed reference (:data:`REFERENCE_FOLDER`) is rewritten only with
     ``update_reference`` (``run_all.py`` sets it): notebook 03 opened by hand in a checkout
@@ -1212,6 +1215,7 @@ def write_report_files(data_dir: Path | str, update_reference: bool = False) -> 
                       "95% CI, resampling seeds and, within them, the paired test windows; `floor_note`: both "
                       "are worse than the strongest floor of the metric, so a \"better\" there is not learning)", "",
                       markdown_table(differences.drop(columns="reference"), index=False), ""]
+        lines += list(extra_sections)
     paths["results_md"] = atomic_write_text(data_dir / "Results.md", "\n".join(lines))
     print(f"Wrote {', '.join(path.name for path in paths.values())} in {data_dir.name}.")
     return paths
@@ -1220,10 +1224,13 @@ def write_report_files(data_dir: Path | str, update_reference: bool = False) -> 
 # Beside report.html: the digest of everything the report read when it was last built.
 REPORT_INPUTS_FILE = "report_inputs.json"
 # Files of the folder and of every run folder that notebook 03 reads.
-REPORT_FOLDER_FILES = ("floors.json", "floor_windows.csv", "test_windows.csv", "test_windows.npz", SUBSET_FILE, PLAN_FILE)
+# Beside the runs, when benchmarks/collapse.py wrote it: the published decoder under one-factor changes.
+COLLAPSE_FILE = "collapse_diagnostic.json"
+REPORT_FOLDER_FILES = ("floors.json", "floor_windows.csv", "test_windows.csv", "test_windows.npz", SUBSET_FILE, PLAN_FILE,
+                       COLLAPSE_FILE)
 REPORT_RUN_FILES = ("test_metrics.json", "config.yaml", "metrics.csv", "predictions.csv", "predictions.npz")
 # The package code that decides what the report shows.
-REPORT_CODE = ("reporting.py", "widgets.py", "runs.py", "config.py")
+REPORT_CODE = ("reporting.py", "comparisons.py", "widgets.py", "runs.py", "config.py")
 
 
 def report_inputs_digest(data_dir: Path | str, notebook: Path | str, parameters: dict) -> str:

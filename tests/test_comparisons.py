@@ -66,3 +66,18 @@ def test_group_table_puts_experiments_beside_the_floors_on_every_group(data_dir)
     assert table.loc["baseline", "all (3)"] == "0.3000 ± 0.1414"
     assert table.loc["baseline", "cuts (2)"] == "—"         # the hand-made runs hold no split metrics
     assert table.loc["floor: median_image", "all (3)"] == "0.2410"
+
+
+def test_perplexity_is_compared_at_the_corpus_level(data_dir):
+    """exp(Σ NLL / Σ tokens) per seed, averaged over seeds: not a mean of per-window perplexities."""
+    for experiment, seeds, nll in (("enhanced", (0, 1), [2.0, 4.0, 6.0]), ("vae", (0,), [1.0, 1.0, 4.0])):
+        for seed in seeds:
+            path = data_dir / experiment / f"seed{seed}" / "predictions.csv"
+            table = pd.read_csv(path)
+            table["text_nll"], table["text_tokens"] = nll, [2, 2, 4]
+            table.to_csv(path, index=False)
+    effects = switch_effects(data_dir, metrics=("text_perplexity",), groups=("all",), n_boot=100)
+    row = effects.iloc[0]
+    assert row["reference_mean"] == pytest.approx(math.exp(12 / 8))
+    assert row["experiment_mean"] == pytest.approx(math.exp(6 / 8))
+    assert row["verdict"] == "better"  # lower perplexity on every resample of these windows
