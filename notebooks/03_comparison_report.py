@@ -10,9 +10,12 @@
 # # 03 · Comparison report
 #
 # Every finished run under one `<results_dir>/<data>-<scale>` folder: metrics as mean ± sd
-# over seeds with the trivial floors as rows, each experiment's change against `baseline` and
-# against the capacity control `enhanced` (a bootstrap over seeds and test windows), loss curves,
-# a qualitative grid and the frame browser. Writes `Results.md` and `results.csv`.
+# over seeds with the floors as rows, on every window and on each group of windows (the shot
+# continues or cuts, the story's shot pattern); each switch (cross-modal attention, the VAE,
+# both) against its family's plain model, and the two families' plain models against each
+# other (a bootstrap over seeds and test windows); each experiment's change against `baseline`
+# and `enhanced`; loss curves, a qualitative grid and the frame browser. Writes `Results.md`
+# and `results.csv`.
 
 # %% [markdown]
 # Works locally, under `python run_all.py` and on Colab: the first cell installs `storylib` only
