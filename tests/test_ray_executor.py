@@ -129,7 +129,9 @@ def test_the_smoke_suite_through_ray_writes_the_contract_and_equals_a_local_run(
         through_ray, local = (json.loads((d / experiment / "seed0" / "test_metrics.json").read_text())
                               for d in (ray_data, local_data))
         assert set(through_ray) == set(local)
-        for key in sorted(set(local) - TIMING_KEYS):             # config_hash included: the same configuration
+        # config_hash included: the same configuration; the checkpoint's digest is not compared, since
+        # best.pt holds the training history with its epoch times, which differ between two runs
+        for key in sorted(set(local) - TIMING_KEYS - {"checkpoint_sha256"}):
             assert through_ray[key] == local[key], (experiment, key)
         with np.load(ray_data / experiment / "seed0" / "predictions.npz") as a, \
                 np.load(local_data / experiment / "seed0" / "predictions.npz") as b:
