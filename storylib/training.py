@@ -27,7 +27,7 @@ import torch
 from storylib.augment import augment_batch, augmentation_generator
 from storylib.config import ExperimentConfig, TrainConfig, config_to_dict
 from storylib.data.dataset import PreparedData, WindowSplit, iterate_batches
-from storylib.io import atomic_write_bytes, atomic_write_text, progress
+from storylib.io import TEMPORARY_SUFFIX, atomic_write_bytes, atomic_write_text, progress
 from storylib.models import StoryPredictor, build_model
 
 LOSS_TERMS = ("image", "text", "context", "kl")
@@ -149,6 +149,24 @@ def save_checkpoint(path: Path, state: dict) -> None:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def link_checkpoint(source: Path, path: Path) -> None:
+    """Make ``path`` hold what ``source`` holds now, as a second name of the same file.
+
+    best.pt is last.pt of the epoch that improved, byte for byte: a hard link stores it once
+    (a checkpoint with its AdamW state is 3× the weights). It stays right when last.pt moves
+    on, because :func:`save_checkpoint` replaces last.pt by a new file instead of rewriting it.
+    Where the file system has no hard links, the bytes are copied (atomically, like a save).
+    """
+    temporary = path.with_name(f".{path.name}.link{TEMPORARY_SUFFIX}")
+    temporary.unlink(missing_ok=True)
+    try:
+        os.link(source, temporary)
+    except OSError:
+        atomic_write_bytes(path, source.read_bytes())
+        return
+    os.replace(temporary, path)
 
 
 def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict:
@@ -422,5 +440,5 @@ def train(
         }
         save_checkpoint(last_path, state)
         if improved:
-            save_checkpoint(checkpoint_dir / "best.pt", state)
+            link_checkpoint(last_path, checkpoint_dir / "best.pt")
     return pd.DataFrame(history, columns=METRIC_COLUMNS)
