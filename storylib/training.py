@@ -301,8 +301,9 @@ def plot_predictions(model: StoryPredictor, split: WindowSplit, tokenizer, cfg: 
     batch = make_batch(split, np.arange(count), device)
     model.eval()
     with torch.no_grad():
-        predicted = model(batch).predicted_frame.float().clamp(0, 1).cpu()
-        generated = model.generate_text(batch, cfg.eval.max_generation_length, eos_id=tokenizer.eos_id)
+        encoded = model.encode(batch, sample=False)  # once for the frame and the text
+        predicted = model(batch, encoded=encoded).predicted_frame.float().clamp(0, 1).cpu()
+        generated = model.generate_text(batch, cfg.eval.max_generation_length, eos_id=tokenizer.eos_id, encoded=encoded)
     figure, axes = plt.subplots(count, 6, figsize=(13, 2.1 * count), squeeze=False)
     headings = ["frame 1", "frame 2", "frame 3", "frame 4", "frame 5 (true)", "frame 5 (predicted)"]
     for row in range(count):
