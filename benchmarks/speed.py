@@ -12,6 +12,9 @@
   same batches; twice: with the data's own descriptions (trailing padding is trimmed) and with
   every description 120 tokens long (nothing to trim). Then where a step's time goes
   (``torch.profiler``, operators by self CPU time);
+- ``step``: a training step of ``enhanced`` at the cpu scale with the miniature text side
+  (``at_most:`` in ``params/scales/cpu.yaml``) against the published widths, alternately on the
+  same batches, and where the miniature step's time goes;
 - ``shift``: the floors' shift search, vectorised against the one-shift-at-a-time reference,
   on the test windows' frames 3 → 4, and how often the two agree.
 
@@ -204,6 +207,41 @@ def published_speed(data: str, steps: int, full_length_texts: bool) -> dict:
     }
 
 
+def step_speed(data: str, steps: int, experiment: str = "enhanced") -> dict:
+    """Training steps of ``experiment`` at the cpu scale: miniature against published widths."""
+    models, optimizers, configs = {}, {}, {}
+    for name in ("miniature", "published"):
+        overrides = {"data.source": data, "train.device": "cpu"}
+        if name == "published":
+            full = load_experiment_config(experiment, "full").model
+            overrides.update({"model.embedding_dim": full.embedding_dim, "model.text_hidden": full.text_hidden})
+        configs[name] = cfg = load_experiment_config(experiment, "cpu", overrides=overrides)
+        prepared = prepare_data(cfg.data, progress=False)
+        torch.manual_seed(0)
+        models[name] = build_model(cfg, prepared.tokenizer.vocab_size, prepared.train.image_size).train()
+        optimizers[name] = make_optimizer(models[name], cfg.train)
+    batches = [batch for _, batch in zip(range(steps + 1), iterate_batches(prepared.train, cfg.train.batch_size, shuffle=True))]
+
+    def stepper(name: str) -> Callable[[dict], None]:
+        def step(batch: dict) -> None:
+            loss = weighted_loss(models[name](batch).losses, configs[name].train, 0.0)
+            optimizers[name].zero_grad()
+            loss.backward()
+            optimizers[name].step()
+        return step
+
+    seconds = {"miniature": 0.0, "published": 0.0}
+    for index, batch in enumerate(batches):
+        for name in (("miniature", "published") if index % 2 else ("published", "miniature")):
+            started = cpu_seconds()
+            stepper(name)(batch)
+            if index:
+                seconds[name] += cpu_seconds() - started
+    return {"steps": steps, "batch": cfg.train.batch_size, "miniature_s": seconds["miniature"] / steps,
+            "published_s": seconds["published"] / steps, "ratio": seconds["published"] / seconds["miniature"],
+            "profile": lambda: profile_step(stepper("miniature"), batches[1:4])}
+
+
 def profile_step(step: Callable[[dict], None], batches: list[dict], rows: int = 10) -> str:
     """Operators of a few training steps by self CPU time."""
     from torch.profiler import ProfilerActivity, profile
@@ -239,8 +277,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--data", default="synthetic")
     parser.add_argument("--only", nargs="*", default=None, help="experiments of the 'experiments' part")
-    parser.add_argument("--parts", nargs="*", default=["experiments", "published", "shift"],
-                        choices=["experiments", "published", "shift"])
+    parser.add_argument("--parts", nargs="*", default=["experiments", "step", "published", "shift"],
+                        choices=["experiments", "step", "published", "shift"])
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -251,6 +289,12 @@ def main() -> None:
             row = experiment_speed(experiment, args.data, args.steps)
             print(f"{row['experiment']:18} {row['parameters']:>11,} {row['widths']:>9} {row['train_stories_per_s']:>10.1f} "
                   f"{row['eval_stories_per_s']:>10.1f} {row['data_wait_share']:>9.1%}", flush=True)
+    if "step" in args.parts:
+        row = step_speed(args.data, args.steps)
+        print(f"\nenhanced at the cpu scale, batch {row['batch']}: a training step takes {row['miniature_s']:.2f} s with the "
+              f"miniature text side (128 / 2x128), {row['published_s']:.2f} s with the published one (512 / 2x256): "
+              f"{row['ratio']:.2f}x. Where the miniature step's time goes:", flush=True)
+        print(row["profile"](), flush=True)
     if "published" in args.parts:
         print("\nbaseline at the published configuration (vocabulary 30,522, 120 tokens, batch 8, 60x125), training:")
         for full_length in (False, True):
