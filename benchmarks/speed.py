@@ -15,6 +15,8 @@
 - ``step``: a training step of ``enhanced`` at the cpu scale with the miniature text side
   (``at_most:`` in ``params/scales/cpu.yaml``) against the published widths, alternately on the
   same batches, and where the miniature step's time goes;
+- ``eval``: the model work of evaluation (frame, greedy text, VAE samples) of ``vae`` with one
+  encoding per batch against the earlier three;
 - ``shift``: the floors' shift search, vectorised against the one-shift-at-a-time reference,
   on the test windows' frames 3 → 4, and how often the two agree.
 
@@ -242,6 +244,39 @@ def step_speed(data: str, steps: int, experiment: str = "enhanced") -> dict:
             "profile": lambda: profile_step(stepper("miniature"), batches[1:4])}
 
 
+def eval_speed(data: str, windows: int = 128, repeats: int = 4, experiment: str = "vae") -> dict:
+    """Evaluation's model work with one encoding per batch against one per call (as before)."""
+    cfg = load_experiment_config(experiment, "cpu", overrides={"data.source": data, "train.device": "cpu"})
+    prepared = prepare_data(cfg.data, progress=False)
+    torch.manual_seed(0)
+    model = build_model(cfg, prepared.tokenizer.vocab_size, prepared.train.image_size).eval()
+    test, eos, length = prepared.test.head(windows), prepared.tokenizer.eos_id, cfg.eval.max_generation_length
+
+    def encoding_per_call() -> None:
+        for batch in iterate_batches(test, cfg.eval.batch_size):
+            model(batch)
+            model.generate_text(batch, length, eos_id=eos)
+            model.sample_frames(batch, cfg.model.vae_samples)
+
+    def encoding_once() -> None:
+        for batch in iterate_batches(test, cfg.eval.batch_size):
+            encoded = model.encode(batch, sample=False)
+            model(batch, encoded=encoded)
+            model.generate_text(batch, length, eos_id=eos, encoded=encoded)
+            model.sample_frames(batch, cfg.model.vae_samples, encoded=encoded)
+
+    seconds = {"per_call": 0.0, "once": 0.0}
+    functions = {"per_call": encoding_per_call, "once": encoding_once}
+    with torch.no_grad():
+        for repeat in range(repeats):
+            for name in (("per_call", "once") if repeat % 2 == 0 else ("once", "per_call")):
+                started = cpu_seconds()
+                functions[name]()
+                seconds[name] += cpu_seconds() - started
+    return {"experiment": experiment, "windows": len(test), "per_call_s": seconds["per_call"] / repeats,
+            "once_s": seconds["once"] / repeats, "ratio": seconds["per_call"] / seconds["once"]}
+
+
 def profile_step(step: Callable[[dict], None], batches: list[dict], rows: int = 10) -> str:
     """Operators of a few training steps by self CPU time."""
     from torch.profiler import ProfilerActivity, profile
@@ -277,8 +312,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--data", default="synthetic")
     parser.add_argument("--only", nargs="*", default=None, help="experiments of the 'experiments' part")
-    parser.add_argument("--parts", nargs="*", default=["experiments", "step", "published", "shift"],
-                        choices=["experiments", "step", "published", "shift"])
+    parser.add_argument("--parts", nargs="*", default=["experiments", "step", "published", "eval", "shift"],
+                        choices=["experiments", "step", "published", "eval", "shift"])
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -303,6 +338,10 @@ def main() -> None:
                   f"stories/s ({row['ours_parameters']:,} parameters), plain course model {row['plain_stories_per_s']:.1f} "
                   f"stories/s ({row['plain_parameters']:,}): {row['ratio']:.2f}x", flush=True)
             print(row["profile"](), flush=True)
+    if "eval" in args.parts:
+        row = eval_speed(args.data)
+        print(f"\nevaluation's model work, {row['experiment']} on {row['windows']} test windows: encoding per call "
+              f"{row['per_call_s']:.2f} s, once per batch {row['once_s']:.2f} s: {row['ratio']:.2f}x", flush=True)
     if "shift" in args.parts:
         row = shift_speed(args.data, 64, 3)
         print(f"\nshift search, frames 3 -> 4 of {row['windows']} test windows, 533 shifts: reference "
