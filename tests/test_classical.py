@@ -109,3 +109,16 @@ def test_vectorised_shift_search_agrees_with_the_reference_on_unrelated_frames()
     assert torch.equal(shifts, reference_shifts)
     assert torch.allclose(score, reference_score, rtol=1e-5, atol=1e-7)
     assert shifts[0].tolist() == [0, 0] and shifts[1].tolist() == [-6, -20]
+
+
+def test_a_repeated_shift_search_is_answered_from_the_cache(monkeypatch):
+    before = torch.stack([texture(seed) for seed in range(3)])
+    after = torch.roll(before, shifts=(1, 2), dims=(2, 3))
+    first = classical.estimate_shift(before, after)
+    monkeypatch.setattr(classical, "_search_shifts", lambda *a, **k: pytest.fail("searched again"))
+    again = classical.estimate_shift(before.clone(), after.clone())   # same bytes, other tensors
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+    first[0][0, 0] = 99                                               # callers cannot alter the cache
+    assert classical.estimate_shift(before, after)[0][0, 0] != 99
+    with pytest.raises(pytest.fail.Exception):                        # other bytes: a new search
+        classical.estimate_shift(before, after * 0.5)
