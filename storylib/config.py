@@ -4,8 +4,10 @@ A run's configuration is built in three layers, each overriding the one before:
 
 1. ``params/<experiment>.yaml``   the experiment (model flags, optimiser, loss weights);
 2. ``params/scales/<scale>.yaml`` the scale overlay (``smoke``, ``cpu``, ``full``), applied
-   identically to every experiment so that a comparison at one scale is fair; its ``at_most:``
-   section holds upper bounds (a miniature's narrower text side) rather than values;
+   identically to every experiment so that a comparison at one scale is fair (its ``at_most:``
+   section holds upper bounds, a miniature's narrower text side, rather than values); then the
+   ``scales: {<scale>: …}`` block of the experiment's files, where a model family states once
+   what it needs at a scale (the learning family's cpu epochs), inherited through ``extends:``;
 3. explicit overrides (the notebook's ``parameters`` cell), as a nested dict or dotted keys.
 
 Every value is validated against the field metadata below. A mistake stops with a message
@@ -60,6 +62,11 @@ def _choice(*allowed: str, default: str) -> Any:
     return field(default=default, metadata={"choices": allowed})
 
 
+def _registered(kind: str, default: str) -> Any:
+    """A decoder name, checked against :mod:`storylib.models.registry` (torch-free)."""
+    return field(default=default, metadata={"registry": kind})
+
+
 def _number(default: float | int, low: float | None = None, high: float | None = None, *,
             above: float | None = None) -> Any:
     """A numeric field: ``low <= value <= high``; ``above`` is a strict lower bound (``value > above``)."""
@@ -108,10 +115,9 @@ class ModelConfig:
     attention_heads: int = _number(4, 1, 64)
     vae: bool = False
     vae_samples: int = _number(4, 1, 64)
-    # conv: decode the frame from z alone; residual: last context frame + decoded change (U-Net)
-    image_decoder: str = _choice("conv", "residual", default="conv")
-    # lstm: plain LSTM from z; copy: pointer-generator that can copy context tokens
-    text_decoder: str = _choice("lstm", "copy", default="lstm")
+    # decoders are chosen by name from storylib.models.registry (conv, residual, warp; lstm, copy)
+    image_decoder: str = _registered("image", default="conv")
+    text_decoder: str = _registered("text", default="lstm")
     tie_embeddings: bool = False
 
 
@@ -124,7 +130,9 @@ class TrainConfig:
     optimizer: str = _choice("adam", "adamw", default="adam")
     lr: float = _number(1e-3, high=10.0, above=0.0)
     weight_decay: float = _number(0.0, 0.0, 1.0)
-    schedule: str = _choice("none", "onecycle", default="none")
+    # none: constant lr; onecycle: OneCycleLR (max_lr, pct_start, …); cosine: cosine decay of
+    # lr to 0 over every step (Loshchilov & Hutter 2017, SGDR, without restarts)
+    schedule: str = _choice("none", "onecycle", "cosine", default="none")
     max_lr: float = _number(3e-3, high=10.0, above=0.0)
     pct_start: float = _number(0.1, 0.0, 1.0)
     anneal_strategy: str = _choice("cos", "linear", default="cos")
@@ -149,6 +157,9 @@ class EvalConfig:
     """How the test windows are scored and what is kept for the browser."""
 
     batch_size: int = _number(64, 1, 4096)
+    # image_mae_best_of_k: the best of this many frames sampled from z (a VAE; a deterministic
+    # model's samples are all alike, so its best-of-K equals its MAE)
+    best_of_k: int = _number(5, 1, 64)
     max_generation_length: int = _number(60, 4, 512)
     # test windows whose predicted frames are saved (the first N); 0 = all
     saved_prediction_windows: int = _number(0, 0)
@@ -197,6 +208,14 @@ def _check_value(spec: dataclasses.Field, value: Any, where: str) -> Any:
     choices = spec.metadata.get("choices")
     if choices and value not in choices:
         raise ConfigError(f"{where}: {value!r} is not allowed; choose one of {', '.join(choices)}")
+    registry = spec.metadata.get("registry")
+    if registry:
+        from storylib.models.registry import decoder_names  # torch-free; models import config, not back
+
+        known = decoder_names(registry)
+        if value not in known:
+            raise ConfigError(f"{where}: unknown {registry} decoder {value!r}; known {registry} decoders: "
+                              f"{', '.join(known)}")
     low, high = spec.metadata.get("min"), spec.metadata.get("max")
     if low is not None and value < low:
         raise ConfigError(f"{where}: {value!r} is below the minimum {low}")
@@ -276,6 +295,10 @@ def available_experiments(params_dir: Path | None = None) -> list[str]:
 
 
 EXTENDS_KEY = "extends"
+# An experiment file may adapt a scale to its own family: ``scales: {cpu: {train: {epochs: 15}}}``
+# is applied after ``params/scales/cpu.yaml``, so a family that needs more epochs than the shared
+# overlay states it once in its base file, and every experiment extending it inherits it.
+SCALES_KEY = "scales"
 
 
 def experiment_layers(experiment: str, params_dir: Path) -> list[tuple[Path, dict]]:
@@ -302,6 +325,19 @@ def experiment_layers(experiment: str, params_dir: Path) -> list[tuple[Path, dic
         layers.append((path, values))
         name = parent
     return layers[::-1]
+
+
+def _scale_blocks(path: Path, blocks: Any) -> dict:
+    """The ``scales:`` mapping of one experiment file, checked: scale name → overrides."""
+    if blocks is None:
+        return {}
+    if not isinstance(blocks, Mapping):
+        raise ConfigError(f"{path}: key '{SCALES_KEY}' must map scale names ({', '.join(SCALES)}) to settings, "
+                          f"got {blocks!r}")
+    unknown = [name for name in blocks if name not in SCALES]
+    if unknown:
+        raise ConfigError(f"{path}: key '{SCALES_KEY}.{unknown[0]}': no such scale; choose among {', '.join(SCALES)}")
+    return {name: block or {} for name, block in blocks.items()}
 
 
 # A scale overlay's ``at_most:`` section holds upper bounds: a value above its bound is cut to
@@ -345,7 +381,10 @@ def load_experiment_config(
     if scale not in SCALES:
         raise ConfigError(f"scale {scale!r} is not allowed; choose one of {', '.join(SCALES)}")
     config = ExperimentConfig(name=experiment, scale=scale)
-    for layer_file, values in experiment_layers(experiment, params_dir):
+    layers = experiment_layers(experiment, params_dir)
+    family_scales = [(layer_file, _scale_blocks(layer_file, values.pop(SCALES_KEY, None)).get(scale))
+                     for layer_file, values in layers]
+    for layer_file, values in layers:
         _apply(config, values, str(layer_file))
     config.name, config.scale = experiment, scale
     scale_file = params_dir / "scales" / f"{scale}.yaml"
@@ -355,6 +394,11 @@ def load_experiment_config(
         _apply(config, scale_values, str(scale_file))
         if bounds is not None:
             _apply_upper_bounds(config, bounds, str(scale_file), prefix=f"{AT_MOST_KEY}.")
+    # a family's own block comes after the shared overlay and its bounds: what a family states
+    # for a scale, it gets
+    for layer_file, block in family_scales:
+        if block:
+            _apply(config, block, f"{layer_file} ({SCALES_KEY}.{scale})")
     if overrides:
         _apply(config, _nest_dotted(overrides), "overrides")
     return config

@@ -79,7 +79,8 @@ class ImageScorer:
         return {name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in self.per_window.items()}
 
     def result(self) -> dict[str, float]:
-        result = {name: float(np.mean(values)) for name, values in self.window_values().items()}
+        result = {name: float(np.mean(values)) if values.size else float("nan")
+                  for name, values in self.window_values().items()}
         if self.count:
             mean = self.sum / self.count
             variance = (self.sum_of_squares / self.count - mean.pow(2)).clamp(min=0)
@@ -102,10 +103,19 @@ def rouge_l(hypothesis: str, reference: str) -> float:
 
 
 def score_texts(hypotheses: list[str], references: list[str]) -> tuple[dict, pd.DataFrame]:
-    """Corpus BLEU-4 (smooth "exp"), chrF and mean ROUGE-L, with sacreBLEU signatures; and per
-    window: sentence BLEU (``effective_order=True``), chrF, ROUGE-L."""
+    """Corpus BLEU-4 (smooth "exp"), chrF and mean ROUGE-L, with sacreBLEU signatures, and
+    ``num_windows``; and per window: sentence BLEU (``effective_order=True``), chrF, ROUGE-L.
+
+    No windows (a shot group or pattern the test windows lack) gives NaN scores, ``num_windows``
+    0 and signatures ``None``: sacreBLEU's ``get_signature()`` raises on a metric that never
+    scored, and its ``corpus_score`` on an empty corpus.
+    """
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
+    if not hypotheses:
+        empty = pd.DataFrame({name: pd.Series(dtype=float) for name in ("bleu", "chrf", "rouge_l")})
+        return {"bleu": float("nan"), "chrf": float("nan"), "rouge_l": float("nan"), "bleu_signature": None,
+                "chrf_signature": None, "num_windows": 0}, empty
     bleu, chrf = BLEU(smooth_method="exp"), CHRF()
     sentence_bleu = BLEU(smooth_method="exp", effective_order=True)
     per_window = pd.DataFrame(
@@ -116,11 +126,12 @@ def score_texts(hypotheses: list[str], references: list[str]) -> tuple[dict, pd.
         }
     )
     corpus = {
-        "bleu": float(bleu.corpus_score(hypotheses, [references]).score) if hypotheses else float("nan"),
-        "chrf": float(chrf.corpus_score(hypotheses, [references]).score) if hypotheses else float("nan"),
-        "rouge_l": float(per_window["rouge_l"].mean()) if hypotheses else float("nan"),
+        "bleu": float(bleu.corpus_score(hypotheses, [references]).score),
+        "chrf": float(chrf.corpus_score(hypotheses, [references]).score),
+        "rouge_l": float(per_window["rouge_l"].mean()),
         "bleu_signature": str(bleu.get_signature()),
         "chrf_signature": str(chrf.get_signature()),
+        "num_windows": len(hypotheses),
     }
     return corpus, per_window
 
@@ -143,17 +154,34 @@ def perplexity(total_nll: float, count: int) -> float:
 # --------------------------------------------------------------------------- the model
 
 
-def shot_split_means(window_values: dict[str, np.ndarray], window_index: np.ndarray, split: WindowSplit) -> dict[str, float]:
-    """``<metric>_continues`` / ``<metric>_cuts``: each image metric's mean over the windows
-    where the shot continues, and where it cuts, at frame 5 (nothing when the split has no
-    shot flags)."""
-    result = {}
-    for group, indices in split.shot_groups().items():
+def group_means(
+    window_values: dict[str, np.ndarray], window_index: np.ndarray, split: WindowSplit, metrics: tuple[str, ...]
+) -> dict:
+    """``<metric>_<group>``: each metric's mean over the windows of each group of
+    :meth:`WindowSplit.window_groups` (where the shot continues / cuts at frame 5, and each shot
+    pattern), and ``num_windows_<group>``; a group without windows gives NaN and 0."""
+    result: dict = {}
+    for group, indices in split.window_groups().items():
         member = np.isin(window_index, indices)
-        for name in IMAGE_METRICS:
+        for name in metrics:
             values = np.asarray(window_values[name])[member]
             result[f"{name}_{group}"] = float(values.mean()) if values.size else float("nan")
+        result[f"num_windows_{group}"] = int(member.sum())   # 0: the group's metrics are NaN
     return result
+
+
+def best_of_k(samples: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per window, the lowest MAE among K sampled frames (B, K, 3, H, W) against the target
+    (B, 3, H, W) — the convention of stochastic video prediction (Denton & Fergus 2018, SVG) —
+    and the samples' diversity, the mean L1 over every pair of samples (0 for one sample) → (B,), (B,)."""
+    samples, target = samples.float().clamp(0, 1), target.float()
+    errors = (samples - target.unsqueeze(1)).abs().flatten(2).mean(dim=2)  # (B, K)
+    count = samples.shape[1]
+    if count < 2:
+        return errors.min(dim=1).values, torch.zeros(len(samples))
+    pairs = torch.triu_indices(count, count, offset=1)
+    diversity = (samples[:, pairs[0]] - samples[:, pairs[1]]).abs().flatten(2).mean(dim=2).mean(dim=1)
+    return errors.min(dim=1).values, diversity
 
 
 
@@ -178,7 +206,7 @@ def evaluate(model, split: WindowSplit, tokenizer, cfg: ExperimentConfig, device
     model.eval()
     scorer = ImageScorer()
     nll_sums, token_counts, generated_texts, target_texts, indices = [], [], [], [], []
-    saved_frames, saved_samples = [], []
+    saved_frames, saved_samples, best_maes, diversities = [], [], [], []
     keep = cfg.eval.saved_prediction_windows or len(split)
     autocast = torch.autocast(device_type="cuda", dtype=torch.float16, enabled=cfg.train.amp and device.type == "cuda")
     with torch.no_grad(), torch.random.fork_rng(devices=[]), autocast:
@@ -188,6 +216,10 @@ def evaluate(model, split: WindowSplit, tokenizer, cfg: ExperimentConfig, device
             encoded = model.encode(batch, sample=False)
             out = model(batch, encoded=encoded)
             scorer.update(out.predicted_frame, batch["target_frame"])
+            best_mae, diversity = best_of_k(model.sample_frames(batch, cfg.eval.best_of_k, encoded=encoded),
+                                            batch["target_frame"])
+            best_maes.append(best_mae.double().cpu().numpy())
+            diversities.append(diversity.double().cpu().numpy())
             sums, counts = token_nll(out.text_logits, batch["target_text_ids"])
             nll_sums.append(sums.cpu())
             token_counts.append(counts.cpu())
@@ -209,12 +241,16 @@ def evaluate(model, split: WindowSplit, tokenizer, cfg: ExperimentConfig, device
     text_metrics, text_windows = score_texts(generated_texts, target_texts)
     window_index = torch.cat(indices).numpy()
     image_values = scorer.window_values()
+    image_values["image_mae_best_of_k"] = np.concatenate(best_maes) if best_maes else np.zeros(0)
     per_window = pd.DataFrame(
         {
             "window_index": window_index,
             "story_id": [split.story_ids[i] for i in window_index],
             **image_values,
             "text_perplexity": np.exp(nll.numpy() / np.maximum(count.numpy(), 1)),
+            # the report's bootstrap resamples these for the corpus-level perplexity of the tables
+            "text_nll": nll.numpy(),
+            "text_tokens": count.numpy(),
             "chrf": text_windows["chrf"],
             "bleu": text_windows["bleu"],
             "rouge_l": text_windows["rouge_l"],
@@ -224,9 +260,12 @@ def evaluate(model, split: WindowSplit, tokenizer, cfg: ExperimentConfig, device
     )
     metrics = {
         **scorer.result(),
-        **shot_split_means(image_values, window_index, split),
+        "image_mae_best_of_k": float(np.mean(image_values["image_mae_best_of_k"])),
+        "best_of_k": cfg.eval.best_of_k,
+        "sample_diversity": float(np.mean(np.concatenate(diversities))) if diversities else float("nan"),
+        **group_means(image_values, window_index, split, (*IMAGE_METRICS, "image_mae_best_of_k")),
         "text_perplexity": perplexity(float(nll.sum()), int(count.sum())),
-        **text_metrics,
+        **{key: value for key, value in text_metrics.items() if key != "num_windows"},
         "num_test_windows": len(split),
     }
     frames = np.concatenate(saved_frames) if saved_frames else np.zeros((0, 3, *split.image_size), np.uint8)

@@ -12,7 +12,8 @@
 Files (see ``docs/architecture.md``): ``<results>/<data>-<scale>/`` holds the floors and the test
 windows shared by every experiment; ``<experiment>/seed<k>/`` holds one run.
 ``test_metrics.json`` is written last, so its presence (with the config hash) marks a run
-as complete (:func:`is_complete`). A complete run keeps ``checkpoints/best.pt`` only (the
+as complete (:func:`is_complete`); it records the size and sha256 of ``checkpoints/best.pt``,
+and a run whose ``best.pt`` differs is trained again. A complete run keeps ``best.pt`` only (the
 weights its metrics come from); ``STORYLIB_KEEP_CHECKPOINTS=1`` (``run_all.py
 --keep-checkpoints``) keeps ``last.pt`` too.
 
@@ -40,8 +41,9 @@ from storylib.data import PreparedData, prepare_data, resolve_source, source_lab
 from storylib.data.tokenizer import resolve_tokenizer_kind
 from storylib.floors import IMAGE_FLOORS, PICTURED_FLOORS, TEXT_FLOORS, compute_floors, floor_prediction_frames, floor_table
 from storylib.io import atomic_save_npz, atomic_write_json, atomic_write_text, exclusive
+from storylib.locations import environment_override, resolve_results_dir, resolve_scale  # noqa: F401
 from storylib.models import StoryPredictor, build_model, count_parameters
-from storylib.runs import CONTRACT_KEYS, finished_hash
+from storylib.runs import CONTRACT_KEYS, checkpoint_digest, checkpoint_problem, finished_hash
 
 SHARED_FILES_LOCK = Path(".locks") / "shared-files.lock"
 TEST_WINDOW_COLUMNS = ["window_index", "story_id", *(f"context_text_{i}" for i in range(1, 5)), "target_text"]
@@ -70,27 +72,6 @@ def _display(thing) -> None:
             display(thing)
     except ImportError:  # pragma: no cover
         pass
-
-
-def environment_override(variable: str, parameter: str, value: object) -> str | None:
-    """The value of ``variable`` when it is set and differs from ``value``, announced on stdout
-    (every time: a notebook whose parameter is overridden says so in its output)."""
-    override = os.environ.get(variable)
-    if not override or override == str(value):
-        return None
-    print(f"note: {variable}={override} in the environment overrides the parameter {parameter}={str(value)!r}")
-    return override
-
-
-def resolve_scale(scale: str) -> str:
-    """``STORYLIB_SCALE``, when set, overrides ``scale`` (nbval runs the notebooks in smoke mode)."""
-    return environment_override("STORYLIB_SCALE", "scale", scale) or scale
-
-
-def resolve_results_dir(results_dir: str | Path) -> Path:
-    """``STORYLIB_RESULTS_DIR``, when set, overrides ``results_dir`` (tests keep the notebooks'
-    smoke runs out of the repository's ``results/``)."""
-    return Path(environment_override("STORYLIB_RESULTS_DIR", "results_dir", results_dir) or results_dir)
 
 
 def planned_config(
@@ -300,10 +281,19 @@ def train(run: Run, prepared: PreparedData, model: StoryPredictor) -> pd.DataFra
     """Train (resuming, or reusing a finished trajectory) and show the loss curve.
 
     A complete run (``test_metrics.json`` with this configuration's hash) is not trained again:
-    its ``best.pt`` weights are loaded and its recorded history returned.
+    its ``best.pt`` weights are loaded and its recorded history returned. A ``best.pt`` that is
+    not the file the record was written with (:func:`storylib.runs.checkpoint_problem`: replaced
+    by random bytes or another run's weights) is never reused: the record is removed, since no
+    weights on disk back it any more, and the run trains afresh (``last.pt`` would only resume
+    the finished trajectory beside the wrong ``best.pt``).
     """
     best = run.run_dir / "checkpoints" / "best.pt"
-    if is_complete(run.run_dir, run.config_hash) and best.is_file():
+    problem = checkpoint_problem(run.run_dir) if finished_hash(run.run_dir) == run.config_hash else None
+    if problem:
+        print(f"{problem}; removing {run.run_dir / 'test_metrics.json'} and training this run afresh")
+        (run.run_dir / "test_metrics.json").unlink(missing_ok=True)
+        history = training.train(run.config, prepared, run.run_dir, resume=False, model=model)
+    elif is_complete(run.run_dir, run.config_hash) and best.is_file():
         print(f"{run.run_dir} is a finished run of this configuration: reusing {best.name}, not training again")
         model.load_state_dict(training.load_checkpoint(best)["model"])
         history = training_history(run.run_dir)
@@ -397,6 +387,9 @@ def record(run: Run, result: evaluation.EvaluationResult, keep_checkpoints: bool
     missing = [key for key in CONTRACT_KEYS if key not in metrics]
     if missing:
         raise ValueError(f"evaluation result lacks {', '.join(missing)}; use experiment.evaluate to produce it")
+    best = run.run_dir / "checkpoints" / "best.pt"
+    if best.is_file():  # the weights these metrics come from: reuse checks them (storylib.runs)
+        metrics.update(checkpoint_digest(best))
     atomic_write_text(run.run_dir / "predictions.csv", result.per_window.to_csv(index=False))
     arrays = {"window_index": result.saved_window_index, "predicted_frame": result.predicted_frames}
     if result.vae_samples is not None:
@@ -411,5 +404,6 @@ def record(run: Run, result: evaluation.EvaluationResult, keep_checkpoints: bool
 
 
 def is_complete(run_dir: str | Path, config_hash: str) -> bool:
-    """True when ``run_dir/test_metrics.json`` is a full record written for ``config_hash``."""
-    return finished_hash(run_dir) == config_hash
+    """True when ``run_dir/test_metrics.json`` is a full record written for ``config_hash`` and
+    ``checkpoints/best.pt``, when present, is the file it was recorded with."""
+    return finished_hash(run_dir) == config_hash and checkpoint_problem(run_dir) is None

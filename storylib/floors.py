@@ -16,7 +16,10 @@ And one ORACLE, a reference and never a floor: ``oracle_best_context``, the cont
 closest to the truth — how much of frame 5 is already in the context.
 
 Every floor is also scored where the shot continues and where it cuts at frame 5
-(:mod:`storylib.data.shots`), under the keys ``continues`` and ``cuts``. Image floors go
+(:mod:`storylib.data.shots`), under the keys ``continues`` and ``cuts``, each with its
+``num_windows``; a group without windows holds NaN metrics and ``num_windows: 0``. Every image
+floor is also scored on the windows of each shot pattern (``continuous``, ``shot_reverse``, …)
+where the data name it. Image floors go
 through :class:`storylib.evaluation.ImageScorer` and text floors through
 :func:`storylib.evaluation.score_texts`, the same functions that score the model.
 """
@@ -99,12 +102,14 @@ def _by_shot(values: pd.DataFrame, groups: dict[str, np.ndarray], columns: tuple
 
 
 def _text_scores(hypotheses: list[str], references: list[str], groups: dict[str, np.ndarray]) -> tuple[dict, pd.DataFrame]:
-    """Corpus scores of one text floor, overall and per shot group, and its per-window scores."""
+    """Corpus scores of one text floor, overall and per shot group, and its per-window scores;
+    a group without windows (small data: every test window cuts, or none does) gives NaN and
+    ``num_windows: 0`` (:func:`storylib.evaluation.score_texts`), never sacreBLEU's error."""
     scores, per_window = score_texts(hypotheses, references)
     result = {key: scores[key] for key in (*TEXT_METRICS, "bleu_signature", "chrf_signature")}
     for name, rows in groups.items():
         part, _ = score_texts([hypotheses[i] for i in rows], [references[i] for i in rows])
-        result[name] = {key: part[key] for key in TEXT_METRICS} | {"num_windows": int(len(rows))}
+        result[name] = {key: part[key] for key in (*TEXT_METRICS, "num_windows")}
     return result, per_window
 
 
@@ -146,7 +151,7 @@ def compute_floors(prepared: PreparedData) -> tuple[dict, pd.DataFrame]:
     floors: dict = {}
     for name, scorer in scorers.items():
         values = pd.DataFrame(scorer.window_values())
-        floors[name] = scorer.result() | _by_shot(values, groups, IMAGE_METRICS)
+        floors[name] = scorer.result() | _by_shot(values, test.window_groups(), IMAGE_METRICS)
         per_window[f"{name}_image_mae"] = values["image_mae"].to_numpy()
     floors["oracle_best_context"]["oracle"] = True  # it peeks at the target: never a floor to beat
 

@@ -17,7 +17,13 @@ running ones get a KeyboardInterrupt, which the task turns into the local execut
 Ctrl-C (no further cell starts, the kernel is interrupted, its checkpoints are kept); a second
 Ctrl-C cancels again, which kills the kernels. Results and checkpoints are written atomically
 and a run counts as finished only by its ``test_metrics.json``, so an interrupted run is never
-trusted by a later call: it resumes.
+trusted by a later call: it resumes. SIGTERM on the driver is handled as Ctrl-C (see
+:mod:`storylib.runner`).
+
+A task whose worker or node dies under it (killed, out of memory, the node lost) is reported as
+lost mid-run, after how long, and resumable from its last checkpoint on the next call
+(:data:`LOST_TASK_ERRORS`); so is a task whose worker got SIGTERM (it interrupts its kernel as
+Ctrl-C does). While the call is stopping (Ctrl-C, SIGTERM on the driver) both are interrupted.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -38,6 +45,10 @@ from storylib.runner import Interruption, NotebookRun, ProgressReporter, RunAllE
 
 INSTALL_HINT = 'pip install -e ".[cluster]"'
 POLL_SECONDS = 0.25
+# Ray's errors for a task whose worker process or node died while it ran (killed, out of memory,
+# the node lost): the run was lost mid-run and resumes, it did not fail.
+LOST_TASK_ERRORS = ("WorkerCrashedError", "NodeDiedError", "LocalRayletDiedError", "ObjectLostError",
+                    "OutOfMemoryError")
 # Driver variables a task needs to see the same data, cache and code (kernel_environment then
 # drops the ones the kernels must not get, as for the local executor).
 FORWARDED_PREFIXES = ("STORYLIB_", "HF_", "TRANSFORMERS_")
@@ -87,7 +98,9 @@ def run_task(run: NotebookRun, cwd: Path, cores: int, keep_checkpoints: bool) ->
     :func:`storylib.runner.execute` runs in a thread; the task's main thread waits in short
     steps, so the KeyboardInterrupt that ``ray.cancel`` raises in it is handled at once: the
     first is the local executor's first Ctrl-C (:meth:`Interruption.handle_sigint`: no cell
-    starts, the kernel gets SIGINT), the second kills the kernel.
+    starts, the kernel gets SIGINT), the second kills the kernel. SIGTERM to the worker (a SLURM
+    time limit signals every process of the job) does the same for the duration of the task:
+    Ray's own handler would exit the worker and leave the kernel running its cell unattended.
     """
     missing = missing_shared_paths(run, cwd)
     if missing:
@@ -98,15 +111,21 @@ def run_task(run: NotebookRun, cwd: Path, cores: int, keep_checkpoints: bool) ->
             "'Run on a Ray cluster')"))
     interruption = runner._ACTIVE = Interruption()      # the kernel manager registers its kernel there
     env = runner.kernel_environment(1, cores=max(1, cores), keep_checkpoints=keep_checkpoints)
-    with runner.process_environment(env), ThreadPoolExecutor(max_workers=1) as pool:
-        future = pool.submit(execute_with_sigint, run, cwd, interruption)
-        while True:
-            try:
-                return future.result(timeout=POLL_SECONDS)
-            except FutureTimeout:
-                interruption.keep_interrupting()
-            except KeyboardInterrupt:                   # ray.cancel
-                interruption.handle_sigint()
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, interruption.handle_sigint) if in_main_thread else None
+    try:
+        with runner.process_environment(env), ThreadPoolExecutor(max_workers=1) as pool:
+            future = pool.submit(execute_with_sigint, run, cwd, interruption)
+            while True:
+                try:
+                    return future.result(timeout=POLL_SECONDS)
+                except FutureTimeout:
+                    interruption.keep_interrupting()
+                except KeyboardInterrupt:               # ray.cancel
+                    interruption.handle_sigint()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def execute_with_sigint(run: NotebookRun, cwd: Path, interruption: Interruption) -> RunOutcome:
@@ -211,6 +230,7 @@ class RayExecutor:
         ray = self.ray
         outcomes, pending = runner.settle_without_kernels(runs, reporter, interruption)
         refs = {self._remote.remote(runs[p], cwd, self.cpus_per_task, self.keep_checkpoints): p for p in pending}
+        submitted = time.perf_counter()
         cancels = 0                      # Ctrl-C presses forwarded to the tasks (cancel again = kill kernels)
         waiting = list(refs)
         while waiting:
@@ -221,20 +241,36 @@ class RayExecutor:
                     ray.cancel(ref)
                 cancels = presses
             for ref in done:
-                outcomes[refs[ref]] = self._outcome(ref, runs[refs[ref]])
+                outcomes[refs[ref]] = self._outcome(ref, runs[refs[ref]], time.perf_counter() - submitted,
+                                                    interruption.stopping.is_set())
                 reporter.finished(outcomes[refs[ref]])
         return [outcomes[p] for p in range(len(runs))]
 
-    def _outcome(self, ref: Any, run: NotebookRun) -> RunOutcome:
-        """A task's :class:`RunOutcome`; a cancelled or lost task as one too."""
+    def _outcome(self, ref: Any, run: NotebookRun, seconds: float = 0.0, stopping: bool = False) -> RunOutcome:
+        """A task's :class:`RunOutcome`; a cancelled, lost or unsent task as one too.
+
+        ``seconds``: since the task was submitted (its outcome carries no time of its own when it
+        is lost); ``stopping``: the call is being interrupted, so a lost task is "interrupted".
+        """
         exceptions = self.ray.exceptions
         try:
-            return self.ray.get(ref)
+            outcome = self.ray.get(ref)
+            if outcome.status == "interrupted" and not stopping:    # its worker was stopped, not this call
+                return RunOutcome(run, "lost", outcome.seconds, ename="SIGTERM", evalue=(
+                    "the Ray worker running it was stopped (SIGTERM) and interrupted it; it resumes from its last "
+                    "checkpoint on the next call"))
+            return outcome
         except exceptions.TaskCancelledError:
             return RunOutcome(run, "not started")
-        except exceptions.RayError as error:       # the worker or its node died, the task could not be sent
+        except exceptions.RayError as error:
             cause = getattr(error, "cause", None) or error
-            return RunOutcome(run, "failed", ename=type(cause).__name__,
+            lost = tuple(getattr(exceptions, name) for name in LOST_TASK_ERRORS if hasattr(exceptions, name))
+            if isinstance(error, lost):            # its worker or node died under it
+                status = "interrupted" if stopping else "lost"
+                return RunOutcome(run, status, seconds, ename=type(error).__name__, evalue=(
+                    f"the Ray worker running it died ({_one_line(error, 300)}); it resumes from its last "
+                    "checkpoint on the next call"))
+            return RunOutcome(run, "failed", ename=type(cause).__name__,   # e.g. the task could not be sent
                               evalue=f"{_one_line(cause, 500)} (the Ray task did not return)")
 
     def close(self) -> None:

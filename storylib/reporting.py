@@ -45,7 +45,8 @@ CONTRACT_METRICS = (
 )
 # Metrics that predictions.csv holds per test window (paired comparisons use these).
 PER_WINDOW_METRICS = CONTRACT_METRICS[:-1]
-LOWER_IS_BETTER = frozenset({"image_mae", "image_mse", "text_perplexity"})
+LOWER_IS_BETTER = frozenset({"image_mae", "image_mse", "image_mae_best_of_k", "text_perplexity",
+                             "text_perplexity_window_mean"})
 RUN_FACTS = ("num_params", "train_seconds", "stories_per_second")
 # Decimals shown per column; everything else gets four.
 DECIMALS = {
@@ -53,12 +54,13 @@ DECIMALS = {
     "stories_per_second": 1,
     "image_psnr": 2,
     "text_perplexity": 2,
+    "text_perplexity_window_mean": 2,
     "bleu": 2,
     "chrf": 2,
     "rouge_l": 2,
 }
 # Baseline first, the capacity control second: the two references of every comparison.
-EXPERIMENT_ORDER = ("baseline", "enhanced", "crossmodal", "vae", "both", "residual_decoder")
+EXPERIMENT_ORDER = ("baseline", "enhanced", "crossmodal", "vae", "both", "shots", "shots_crossmodal", "shots_vae", "shots_both")
 IMAGE_FLOORS = ("median_image", "mean_image", "copy_last_frame", "motion_extrapolation", "analogue")
 # Display order of the floors of floors.json; any other floor there is shown after these.
 FLOOR_ORDER = (*IMAGE_FLOORS, "oracle_best_context", "unigram", "copy_last_description")
@@ -107,16 +109,55 @@ def _seed_number(folder: Path) -> int:
     return int(folder.name[4:]) if folder.name[4:].isdigit() else 1 << 30
 
 
+# data_dir -> (signature of the files the answer depends on, run_folders' answer)
+_RUN_FOLDERS_CACHE: dict[Path, tuple[tuple, list[tuple[str, Path, str | None]]]] = {}
+
+
+def _file_signature(paths: Iterable[Path]) -> tuple:
+    """(path, size, mtime_ns) of each existing file: changes whenever one is rewritten."""
+    signature = []
+    for path in sorted(paths):
+        try:
+            status = path.stat()
+        except OSError:
+            continue
+        signature.append((str(path), status.st_size, status.st_mtime_ns))
+    return tuple(signature)
+
+
 def run_folders(data_dir: Path | str) -> list[tuple[str, Path, str | None]]:
     """Every ``<experiment>/seed<k>`` with a ``test_metrics.json``: (experiment, folder, why it
-    is stale or None), in study order. See :func:`storylib.runs.stale_reason`."""
+    is stale or None), in study order. See :func:`storylib.runs.stale_reason`.
+
+    Whether a run is current takes rebuilding its configuration from ``params/`` (about 50 ms
+    of YAML a run), and every table and figure asks, so the answer is kept until a run's
+    ``test_metrics.json`` / ``config.yaml`` or a parameter file changes (size or mtime): without
+    this, notebook 03 spent most of its minutes re-reading the same YAML files.
+    """
+    from storylib.config import PARAMS_DIR
     from storylib.runs import stale_reason
 
+    data_dir = Path(data_dir)
+    records = list(data_dir.glob("*/seed*/test_metrics.json"))
+    signature = (storylib_version(), _file_signature(
+        [*records, *(path.parent / "config.yaml" for path in records), *Path(PARAMS_DIR).rglob("*.yaml"),
+         *data_dir.glob("*/seed*/checkpoints/best.pt")]))
+    cached = _RUN_FOLDERS_CACHE.get(data_dir.absolute())
+    if cached is not None and cached[0] == signature:
+        return list(cached[1])
     found = []
-    for path in Path(data_dir).glob("*/seed*/test_metrics.json"):
+    for path in records:
         experiment, folder = path.parent.parent.name, path.parent
         found.append((experiment, folder, stale_reason(folder, experiment)))
-    return sorted(found, key=lambda item: (experiment_sort_key(item[0]), _seed_number(item[1])))
+    found.sort(key=lambda item: (experiment_sort_key(item[0]), _seed_number(item[1])))
+    _RUN_FOLDERS_CACHE[data_dir.absolute()] = (signature, found)
+    return list(found)
+
+
+def storylib_version() -> str:
+    import storylib
+
+    return storylib.__version__
 
 
 def seed_dirs(data_dir: Path | str, experiment: str) -> list[Path]:
@@ -143,6 +184,102 @@ def stale_runs_text(data_dir: Path | str) -> str:
     lines = [f"Left out of the report ({len(stale)} stale run{'s' if len(stale) != 1 else ''}):"]
     lines += [f"- {folder}: {why}" for folder, why in stale]
     return "\n".join(lines)
+
+
+# What run_all.py planned in its last call and how each planned run ended (besides finishing).
+PLAN_FILE = "run_plan.json"
+# The plan assumed when a folder has no run_plan.json (notebook 03 run by hand): run_all.py's
+# defaults, every experiment of params/ × this many seeds (more when the folder holds more).
+DEFAULT_SEEDS = 3
+
+
+def read_plan(data_dir: Path | str) -> dict:
+    """``run_plan.json`` of the folder: ``{"experiments": [...], "seeds": [...], "outcomes":
+    {"<experiment>/seed<k>": {"status": ..., "error": ...}}}``; without one (or unreadable), the
+    default plan: every experiment of ``params/`` × seeds 0..2 (or up to the highest seed found)."""
+    from storylib.config import available_experiments
+
+    path = Path(data_dir) / PLAN_FILE
+    try:
+        plan = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(plan, dict) and isinstance(plan.get("experiments"), list) and isinstance(plan.get("seeds"), list):
+            plan.setdefault("outcomes", {})
+            return plan
+    except (OSError, ValueError):
+        pass
+    found = [_seed_number(folder) for folder in Path(data_dir).glob("*/seed*") if folder.is_dir()]
+    seeds = max([DEFAULT_SEEDS - 1, *[seed for seed in found if seed < 1 << 30]]) + 1
+    return {"experiments": available_experiments(), "seeds": list(range(seeds)), "outcomes": {}, "default": True}
+
+
+def write_plan(data_dir: Path | str, experiments: Sequence[str], seeds: Sequence[int], outcomes: dict) -> Path:
+    """Record what run_all.py planned and how the runs that did not finish ended (the report
+    lists them). Only statuses and errors: no times, so an unchanged call writes the same bytes
+    and the report's input digest stays the same."""
+    return atomic_write_json(Path(data_dir) / PLAN_FILE, {
+        "experiments": list(experiments), "seeds": [int(seed) for seed in seeds],
+        "outcomes": {key: outcomes[key] for key in sorted(outcomes)}})
+
+
+UNUSABLE_COLUMNS = ["experiment", "seed", "status", "why"]
+
+
+def unusable_runs(data_dir: Path | str) -> pd.DataFrame:
+    """Every planned experiment × seed (:func:`read_plan`) the report cannot use, and why.
+
+    ``status``: *failed* (its notebook raised, per run_plan.json), *interrupted* (stopped by
+    Ctrl-C / SIGTERM or killed with a checkpoint left: it resumes), *stale* (finished, but
+    with other settings or unreadable: :func:`storylib.runs.stale_reason`) or *missing* (never
+    started or left nothing). Finished, current runs are not listed.
+    """
+    data_dir = Path(data_dir)
+    plan = read_plan(data_dir)
+    stale = {(name, _seed_number(folder)): why for name, folder, why in run_folders(data_dir)}
+    rows = []
+    for experiment in sorted(plan["experiments"], key=experiment_sort_key):
+        for seed in plan["seeds"]:
+            key = (experiment, int(seed))
+            if key in stale and stale[key] is None:
+                continue
+            run_dir = data_dir / experiment / f"seed{seed}"
+            outcome = plan["outcomes"].get(f"{experiment}/seed{seed}") or {}
+            checkpoint = (run_dir / "checkpoints" / "last.pt").is_file()
+            if key in stale:
+                status, why = "stale", stale[key]
+            elif outcome.get("status") == "failed":
+                status, why = "failed", outcome.get("error") or "its notebook raised an error"
+            elif outcome.get("status") == "interrupted" or checkpoint:
+                status = "interrupted"
+                why = ("stopped before its test metrics were written; "
+                       + ("resumes from its last checkpoint" if checkpoint else "starts again")
+                       + " on the next `python run_all.py`")
+            elif outcome.get("status") == "not started":
+                status, why = "missing", "not started (the call was interrupted first)"
+            elif run_dir.is_dir():
+                status, why = "missing", "its folder holds no test_metrics.json and no checkpoint (it never finished)"
+            else:
+                status, why = "missing", "never run in this folder"
+            rows.append({"experiment": experiment, "seed": int(seed), "status": status, "why": why})
+    return pd.DataFrame(rows, columns=UNUSABLE_COLUMNS)
+
+
+def unusable_runs_text(data_dir: Path | str) -> str:
+    """Every run the report could not use, one line each ("" when there is none): the stale
+    runs (:func:`stale_runs_text`), then the planned runs that failed, were interrupted or are
+    missing, with the plan they come from."""
+    table = unusable_runs(data_dir)
+    table = table[table["status"] != "stale"]
+    blocks = [stale_runs_text(data_dir)] if stale_runs(data_dir) else []
+    if not table.empty:
+        planned = read_plan(data_dir)
+        where = (f"the default plan, every experiment of params/ × {len(planned['seeds'])} seeds (no {PLAN_FILE})"
+                 if planned.get("default") else f"{PLAN_FILE}, written by the last run_all.py call")
+        counts = ", ".join(f"{count} {status}" for status, count in table["status"].value_counts().items())
+        lines = [f"Planned runs with no result ({counts}; plan: {where}):"]
+        lines += [f"- {row.experiment}/seed{row.seed}: {row.status}: {' '.join(str(row.why).split())}"
+                  for row in table.itertuples()]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 def collect_runs(data_dir: Path | str) -> pd.DataFrame:
@@ -186,7 +323,7 @@ def results_folder(results_dir: Path | str, data: str, scale: str) -> Path:
     ``STORYLIB_RESULTS_DIR`` win when set).
     """
     from storylib.data.sources import resolve_source, source_label
-    from storylib.experiment import resolve_results_dir, resolve_scale
+    from storylib.locations import resolve_results_dir, resolve_scale
 
     return resolve_results_dir(results_dir) / f"{source_label(resolve_source(data))}-{resolve_scale(scale)}"
 
@@ -244,9 +381,9 @@ def describe_runs(data_dir: Path | str) -> str:
             if value is not None and not (isinstance(value, float) and math.isnan(value)):
                 facts.append(f"{key.replace('_', ' ')}: {value}")
         text = f"{Path(data_dir).name}: {listed}." + (f" {'; '.join(facts)}." if facts else "")
-    stale = stale_runs_text(data_dir)
-    if stale:
-        text += "\n\n" + stale
+    unusable = unusable_runs_text(data_dir) if Path(data_dir).is_dir() else ""
+    if unusable:
+        text += "\n\n" + unusable
     text = f"## {report_title(data_dir)}\n\n{text}"
     _show_markdown(text)
     return text
@@ -357,44 +494,132 @@ def experiment_table(data_dir: Path | str, part: str | None = None) -> pd.DataFr
     return table
 
 
+# predictions.csv path -> ((size, mtime_ns), its numeric columns by window_index)
+_PREDICTIONS_CACHE: dict[Path, tuple[tuple[int, int], pd.DataFrame]] = {}
+# Per-window token NLL sum and token count (predictions.csv of runs recorded by storylib ≥ 0.4):
+# with them the bootstrap of text_perplexity is the corpus-level one of the summary table.
+TEXT_NLL, TEXT_TOKENS = "text_nll", "text_tokens"
+# What the bootstrap reports for runs recorded without them: a different number, named apart.
+WINDOW_MEAN_PERPLEXITY = "text_perplexity_window_mean"
+PERPLEXITY_DEFINITION = (
+    "Perplexity is corpus-level everywhere: exp of the mean token negative log-likelihood over every "
+    "target token of the test windows, per seed (the tables show mean ± sd over seeds; the bootstrap "
+    "resamples the same way). `text_perplexity_window_mean`, shown only for runs recorded without "
+    "per-window token counts, is the mean of per-window perplexities: a different, larger number."
+)
+
+
+def _numeric_predictions(folder: Path) -> pd.DataFrame:
+    """predictions.csv of one run, numeric columns only, indexed by window_index; read once per
+    version of the file (a bootstrap table asks for each metric of each seed)."""
+    path = folder / "predictions.csv"
+    try:
+        status = path.stat()
+    except OSError:
+        return pd.DataFrame()
+    key = (status.st_size, status.st_mtime_ns)
+    cached = _PREDICTIONS_CACHE.get(path.absolute())
+    if cached is None or cached[0] != key:
+        table = pd.read_csv(path).set_index("window_index")
+        table = table.select_dtypes(include="number").astype(float)
+        _PREDICTIONS_CACHE[path.absolute()] = cached = (key, table)
+    return cached[1]
+
+
 def per_window_by_seed(data_dir: Path | str, experiment: str, metric: str) -> pd.DataFrame:
     """``metric`` per test window (rows, by window_index) and seed (columns) of an experiment."""
     columns = {}
     for folder in seed_dirs(data_dir, experiment):
-        path = folder / "predictions.csv"
-        if path.is_file():
-            values = pd.read_csv(path, usecols=["window_index", metric]).set_index("window_index")[metric]
-            columns[int(folder.name[4:])] = values.astype(float)
+        table = _numeric_predictions(folder)
+        if metric in table:
+            columns[int(folder.name[4:])] = table[metric]
     return pd.DataFrame(columns)
 
 
 def hierarchical_bootstrap_ci(experiment_values: np.ndarray, reference_values: np.ndarray, n_boot: int = 2000,
-                              seed: int = 0, confidence: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of mean(experiment) − mean(reference), resampling seeds, then windows.
+                              seed: int = 0, confidence: float = 0.95,
+                              experiment_weights: np.ndarray | None = None,
+                              reference_weights: np.ndarray | None = None,
+                              transform: str = "identity") -> tuple[float, float]:
+    """Percentile interval of stat(experiment) − stat(reference), resampling seeds, then windows.
 
     ``experiment_values`` (S_e, W) and ``reference_values`` (S_r, W): per seed and per paired
     window. Every replicate draws each experiment's seeds with replacement (independently: seed k
     of one model has nothing to do with seed k of another) and one set of windows with
     replacement for both (windows are paired), as in the two-level bootstrap of Davison &
     Hinkley (1997, §3.8). With one seed each it is the paired bootstrap over windows.
+
+    A seed's statistic is sum(values) / sum(weights) over the drawn windows (weights 1: the mean),
+    passed through ``transform`` ("exp" for a perplexity from token NLL sums and token counts);
+    an experiment's is the mean over its drawn seeds, as the tables average seeds.
+
+    Vectorised: the windows of all replicates are drawn at once as multinomial counts, so a
+    replicate costs two matrix products instead of a Python loop (2,000 replicates × 80 pairs
+    made notebook 03 wait).
     """
     experiment_values, reference_values = np.atleast_2d(experiment_values), np.atleast_2d(reference_values)
     windows = experiment_values.shape[1]
     if windows == 0 or experiment_values.shape[0] == 0 or reference_values.shape[0] == 0:
         return (math.nan, math.nan)
     generator = np.random.default_rng(seed)
-    differences = np.empty(n_boot)
-    for replicate in range(n_boot):
-        experiment_seeds = generator.integers(0, experiment_values.shape[0], size=experiment_values.shape[0])
-        reference_seeds = generator.integers(0, reference_values.shape[0], size=reference_values.shape[0])
-        picked = generator.integers(0, windows, size=windows)
-        differences[replicate] = (
-            experiment_values[experiment_seeds].mean(axis=0)[picked].mean()
-            - reference_values[reference_seeds].mean(axis=0)[picked].mean()
-        )
+    picked = (generator.integers(0, windows, size=(n_boot, windows), dtype=np.int32)
+              + windows * np.arange(n_boot, dtype=np.int32)[:, None])
+    counts = np.bincount(picked.ravel(), minlength=n_boot * windows).reshape(n_boot, windows).astype(float)
+
+    def statistic(values: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+        totals = counts @ values.T                                   # (n_boot, seeds)
+        amounts = counts @ weights.T if weights is not None else np.full_like(totals, windows)
+        per_seed = totals / amounts
+        if transform == "exp":
+            per_seed = np.exp(per_seed)
+        drawn = generator.integers(0, values.shape[0], size=(n_boot, values.shape[0]))
+        return np.take_along_axis(per_seed, drawn, axis=1).mean(axis=1)
+
+    differences = (statistic(experiment_values, None if experiment_weights is None else np.atleast_2d(experiment_weights))
+                   - statistic(reference_values, None if reference_weights is None else np.atleast_2d(reference_weights)))
     tail = (1.0 - confidence) / 2.0 * 100.0
     low, high = np.percentile(differences, [tail, 100.0 - tail])
     return (float(low), float(high))
+
+
+def is_floor(name: str, values: object) -> bool:
+    """A legal floor of floors.json: a named dict of metrics, not the oracle (it sees the truth)."""
+    return isinstance(values, dict) and not values.get("oracle") and not name.startswith("oracle")
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
+
+
+def strongest_floor(floors: dict, metric: str = "image_mae") -> tuple[str, dict] | None:
+    """(name, its metrics) of the floor a model must beat on ``metric``; None when none defines it.
+
+    Image metrics: the image floor with the lowest image MAE over all windows, for every image
+    metric and every shot group alike (the best floor *per group* picks by the truth, like the
+    oracle). Text metrics: the floor best on that metric over all windows.
+    """
+    key = "image_mae" if metric.startswith("image_") or metric == "prediction_spread" else metric
+    candidates = [(name, values) for name, values in floors.items() if is_floor(name, values) and _finite(values.get(key))]
+    if not candidates:
+        return None
+    sign = 1.0 if key in LOWER_IS_BETTER else -1.0
+    return min(candidates, key=lambda item: sign * float(item[1][key]))
+
+
+def floor_note(floors: dict, metric: str, experiment_mean: float, reference_mean: float, reference: str) -> str:
+    """"both worse than floor: <name> (<value>)" when the experiment and the reference are both on
+    the wrong side of :func:`strongest_floor` on ``metric``, else "" (also when no floor has it)."""
+    found = strongest_floor(floors, metric)
+    if found is None or not _finite(found[1].get(metric)):
+        return ""
+    value = float(found[1][metric])
+
+    def worse(mean: float) -> bool:
+        return mean > value if metric in LOWER_IS_BETTER else mean < value
+
+    if worse(experiment_mean) and worse(reference_mean):
+        return f"both worse than floor: {found[0]} ({_format_single(value, DECIMALS.get(metric, 4))})"
+    return ""
 
 
 def verdict(metric: str, ci_low: float, ci_high: float) -> str:
@@ -406,7 +631,49 @@ def verdict(metric: str, ci_low: float, ci_high: float) -> str:
 
 
 PAIRED_COLUMNS = ["experiment", "reference", "metric", "n_windows", "n_seeds", "reference_mean",
-                  "experiment_mean", "difference", "ci_low", "ci_high", "verdict"]
+                  "experiment_mean", "difference", "ci_low", "ci_high", "verdict", "floor_note"]
+
+
+def _paired_values(data_dir: Path | str, reference: str, experiment: str, metric: str
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, str] | None:
+    """(experiment values, reference values, their weights or None, the metric's name as
+    reported) on the windows that every seed of both has, finite; None when there is none.
+
+    ``text_perplexity`` is bootstrapped from per-window token NLL sums and counts when every run
+    has them (corpus-level, as the tables); otherwise from per-window perplexities, reported as
+    :data:`WINDOW_MEAN_PERPLEXITY` so that two definitions never share one name.
+    """
+    names = [metric]
+    if metric == "text_perplexity":
+        nll = [per_window_by_seed(data_dir, name, TEXT_NLL) for name in (experiment, reference)]
+        tokens = [per_window_by_seed(data_dir, name, TEXT_TOKENS) for name in (experiment, reference)]
+        counts = [len(seed_dirs(data_dir, name)) for name in (experiment, reference)]
+        if all(table.shape[1] == count for table, count in zip(nll + tokens, counts + counts)):
+            names = [TEXT_NLL, TEXT_TOKENS]
+    tables = {name: (per_window_by_seed(data_dir, experiment, name), per_window_by_seed(data_dir, reference, name))
+              for name in names}
+    ours, theirs = tables[names[0]]
+    if ours.empty or theirs.empty:
+        return None
+    frames = [frame for pair in tables.values() for frame in pair]
+    windows = frames[0].index
+    for frame in frames[1:]:
+        windows = windows.intersection(frame.index)
+    arrays = [frame.loc[windows].to_numpy(dtype=float) for frame in frames]
+    finite = np.logical_and.reduce([np.isfinite(array).all(axis=1) for array in arrays]) if len(windows) else []
+    if not np.any(finite):
+        return None
+    values = [array[finite].T for array in arrays]
+    if names == [TEXT_NLL, TEXT_TOKENS]:
+        return values[0], values[1], values[2], values[3], metric
+    return values[0], values[1], None, None, WINDOW_MEAN_PERPLEXITY if metric == "text_perplexity" else metric
+
+
+def _point_estimate(values: np.ndarray, weights: np.ndarray | None) -> float:
+    """Mean over seeds of each seed's statistic on all paired windows (the tables' number)."""
+    if weights is None:
+        return float(values.mean())
+    return float(np.mean(np.exp(values.sum(axis=1) / weights.sum(axis=1))))
 
 
 def paired_differences(data_dir: Path | str, reference: str, metric: str | Sequence[str] = PER_WINDOW_METRICS,
@@ -415,32 +682,48 @@ def paired_differences(data_dir: Path | str, reference: str, metric: str | Seque
 
     Windows are paired on ``window_index`` (those every seed of both has); the mean difference
     (experiment − reference) gets a :func:`hierarchical_bootstrap_ci` with a fixed ``seed``.
-    Empty when the reference has no finished run.
+    Perplexity is corpus-level (:data:`PERPLEXITY_DEFINITION`). The ``floor_note`` column says
+    when both sit on the wrong side of the strongest floor of the metric
+    (:func:`floor_note`): "better" between two models that are both worse than a floor is
+    not learning. Empty when the reference has no finished run.
     """
     metrics = [metric] if isinstance(metric, str) else list(metric)
+    key = (Path(data_dir).absolute(), reference, tuple(metrics), n_boot, seed, confidence, _inputs_signature(data_dir))
+    if key in _PAIRED_CACHE:                 # the notebook shows it, then Results.md writes it
+        return _PAIRED_CACHE[key].copy()
+    floors = load_floors(data_dir)
     rows = []
     others = [e for e in finished_experiments(data_dir) if e != reference]
     for name in metrics:
-        reference_values = per_window_by_seed(data_dir, reference, name)
-        if reference_values.empty:
-            continue
         for experiment in others:
-            experiment_values = per_window_by_seed(data_dir, experiment, name)
-            # windows that every seed of both has, with finite values: the pairs
-            windows = reference_values.dropna().index.intersection(experiment_values.dropna().index)
-            finite = [w for w in windows if np.isfinite(reference_values.loc[w]).all() and np.isfinite(experiment_values.loc[w]).all()]
-            if not finite:
+            paired = _paired_values(data_dir, reference, experiment, name)
+            if paired is None:
                 continue
-            ours, theirs = experiment_values.loc[finite].to_numpy().T, reference_values.loc[finite].to_numpy().T
-            low, high = hierarchical_bootstrap_ci(ours, theirs, n_boot=n_boot, seed=seed, confidence=confidence)
+            ours, theirs, our_weights, their_weights, reported = paired
+            transform = "exp" if our_weights is not None else "identity"
+            low, high = hierarchical_bootstrap_ci(ours, theirs, n_boot=n_boot, seed=seed, confidence=confidence,
+                                                  experiment_weights=our_weights, reference_weights=their_weights,
+                                                  transform=transform)
+            reference_mean, experiment_mean = _point_estimate(theirs, their_weights), _point_estimate(ours, our_weights)
             rows.append({
-                "experiment": experiment, "reference": reference, "metric": name,
-                "n_windows": len(finite), "n_seeds": f"{ours.shape[0]} vs {theirs.shape[0]}",
-                "reference_mean": float(theirs.mean()), "experiment_mean": float(ours.mean()),
-                "difference": float(ours.mean() - theirs.mean()), "ci_low": low, "ci_high": high,
-                "verdict": verdict(name, low, high),
+                "experiment": experiment, "reference": reference, "metric": reported,
+                "n_windows": ours.shape[1], "n_seeds": f"{ours.shape[0]} vs {theirs.shape[0]}",
+                "reference_mean": reference_mean, "experiment_mean": experiment_mean,
+                "difference": experiment_mean - reference_mean, "ci_low": low, "ci_high": high,
+                "verdict": verdict(reported, low, high),
+                "floor_note": floor_note(floors, reported, experiment_mean, reference_mean, reference),
             })
-    return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
+    _PAIRED_CACHE[key] = table = pd.DataFrame(rows, columns=PAIRED_COLUMNS)
+    return table.copy()
+
+
+_PAIRED_CACHE: dict[tuple, pd.DataFrame] = {}
+
+
+def _inputs_signature(data_dir: Path | str) -> tuple:
+    """(size, mtime) of every file a paired table reads, with which runs are current."""
+    data_dir = Path(data_dir)
+    return (tuple(run_folders(data_dir)), _file_signature([data_dir / "floors.json", *data_dir.glob("*/seed*/predictions.csv")]))
 
 
 def format_paired(table: pd.DataFrame) -> pd.DataFrame:
@@ -459,10 +742,116 @@ def format_paired(table: pd.DataFrame) -> pd.DataFrame:
                      f"{record['reference']} mean": number(record["reference_mean"]),
                      "experiment mean": number(record["experiment_mean"]), "difference": number(record["difference"]),
                      "95% CI": f"[{number(record['ci_low'])}, {number(record['ci_high'])}]",
-                     "verdict": record["verdict"]})
+                     "verdict": record["verdict"], "floor note": record.get("floor_note") or ""})
     if not rows:
         return pd.DataFrame(columns=["experiment", "metric"]).set_index(["experiment", "metric"])
     return pd.DataFrame(rows).set_index(["experiment", "metric"])
+
+
+# --------------------------------------------------------------------------- the answer
+
+SHOT_GROUPS = (("continues", "where the shot continues"), ("cuts", "where the shot cuts"))
+
+
+def _seed_means(runs: pd.DataFrame, column: str) -> pd.Series:
+    """Mean over seeds of ``column`` per experiment (finite values only), in study order."""
+    if runs.empty or column not in runs:
+        return pd.Series(dtype=float)
+    values = pd.to_numeric(runs[column], errors="coerce")
+    means = values.groupby(runs["experiment"]).mean().dropna()
+    return means.reindex(sorted(means.index, key=experiment_sort_key))
+
+
+def _floor_value(values: dict, metric: str, group: str | None = None) -> float | None:
+    if group is not None:
+        values = values.get(group) if isinstance(values.get(group), dict) else {}
+    value = values.get(metric)
+    return float(value) if _finite(value) else None
+
+
+def _compare(model: str, mean: float, floor: str, value: float, metric: str) -> str:
+    better = mean < value if metric in LOWER_IS_BETTER else mean > value
+    decimals = DECIMALS.get(metric, 4)
+    verb = "beats" if better else "does not beat"
+    return f"`{model}` {_format_single(mean, decimals)} {verb} `{floor}` {_format_single(value, decimals)}"
+
+
+def _beating(means: pd.Series, value: float, metric: str) -> list[str]:
+    return [name for name, mean in means.items() if (mean < value if metric in LOWER_IS_BETTER else mean > value)]
+
+
+def answer(data_dir: Path | str) -> str:
+    """:func:`answer_text`, shown (Markdown in a notebook)."""
+    return _shown(answer_text(data_dir))
+
+
+def answer_text(data_dir: Path | str) -> str:
+    """The report's first paragraph, computed from the tables: the best model on image MAE and on
+    text, and whether it beats the strongest floor overall and where the shot continues / cuts
+    ("no model beats the strongest floor" when none does); also shown.
+
+    Means are over seeds, as in the tables; the floor is :func:`strongest_floor` (lowest image
+    MAE over all windows, the oracle excluded), the same floor for every group. Written so that
+    a reader who stops after it knows what the study found, not only what it measured.
+    """
+    runs, floors = collect_runs(data_dir), load_floors(data_dir)
+    lines = ["### The answer", ""]
+    if runs.empty:
+        lines.append(no_runs_message(data_dir))
+        return "\n".join(lines)
+    mae = _seed_means(runs, "image_mae")
+    floor = strongest_floor(floors, "image_mae")
+    if mae.empty:
+        lines.append("- Image: no run has an image MAE.")
+    elif floor is None:
+        best = mae.idxmin()
+        lines.append(f"- Image: best on image MAE is `{best}` ({_format_single(mae[best], 4)}); floors.json "
+                     "has no image floor to compare it with.")
+    else:
+        name, values = floor
+        best = mae.idxmin()
+        beaters = _beating(mae, float(values["image_mae"]), "image_mae")
+        verdict_text = (f"{', '.join(f'`{b}`' for b in beaters)} beat{'s' if len(beaters) == 1 else ''} it"
+                        if beaters else "**no model beats the strongest floor**")
+        lines.append(f"- Image: best on image MAE (mean over seeds) is `{best}`. The strongest floor, lowest "
+                     f"image MAE over all windows with the oracle excluded, is `{name}`. Overall "
+                     f"{_compare(best, mae[best], name, float(values['image_mae']), 'image_mae')}: {verdict_text}.")
+        for group, words in SHOT_GROUPS:
+            group_means = _seed_means(runs, f"image_mae_{group}")
+            value = _floor_value(values, "image_mae", group)
+            if group_means.empty or value is None:
+                continue
+            windows = (values.get(group) or {}).get("num_windows")
+            count = f" ({int(windows)} windows)" if _finite(windows) else ""
+            group_best = group_means.idxmin()
+            beaters = _beating(group_means, value, "image_mae")
+            tail = (f"{', '.join(f'`{b}`' for b in beaters)} beat{'s' if len(beaters) == 1 else ''} it there"
+                    if beaters else "no model beats it there")
+            lines.append(f"  - {words.capitalize()}{count}: best "
+                         f"{_compare(group_best, group_means[group_best], name, value, 'image_mae')}; {tail}.")
+    for metric, label in (("chrf", "chrF"), ("text_perplexity", "perplexity")):
+        means = _seed_means(runs, metric)
+        if means.empty:
+            continue
+        best = means.idxmin() if metric in LOWER_IS_BETTER else means.idxmax()
+        found = strongest_floor(floors, metric)
+        if found is None:
+            lines.append(f"- Text ({label}): best is `{best}` ({_format_single(means[best], 2)}); no text floor has "
+                         f"{label}.")
+            continue
+        value = float(found[1][metric])
+        beaters = _beating(means, value, metric)
+        tail = (f"{len(beaters)} model{'s' if len(beaters) != 1 else ''} beat{'s' if len(beaters) == 1 else ''} it"
+                if beaters else "no model beats the strongest floor")
+        lines.append(f"- Text ({label}): best is {_compare(best, means[best], found[0], value, metric)} "
+                     f"(the strongest text floor on {label}); {tail}.")
+    lines += ["", PERPLEXITY_DEFINITION]
+    return "\n".join(lines)
+
+
+def _shown(text: str) -> str:
+    _show_markdown(text)
+    return text
 
 
 # --------------------------------------------------------------------------- figures
@@ -507,6 +896,9 @@ def plot_loss_curves(data_dir: Path | str) -> Figure:
         axis.set_title(term)
         axis.set_xlabel("epoch")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        epochs = sorted({float(e) for h in histories.values() for e in h["epoch"]})
+        if len(epochs) == 1:                        # one epoch: its tick in the middle, not at an edge
+            axis.set_xlim(epochs[0] - 1, epochs[0] + 1)
         axis.grid(alpha=0.3)
     for axis in axes[::columns]:
         axis.set_ylabel("loss (mean over seeds)")
@@ -761,12 +1153,38 @@ def paired_table(data_dir: Path | str, references: Sequence[str] = ("baseline", 
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=PAIRED_COLUMNS)
 
 
-def write_report_files(data_dir: Path | str) -> dict[str, Path]:
-    """Write ``results.csv`` (one row per experiment × seed) and ``Results.md`` (the tables), and
-    say so; a results folder that does not exist stays so (nothing written, an empty dict)."""
+# The committed reference results, relative to the checkout (README, docs/architecture.md).
+REFERENCE_FOLDER = Path("results") / "synthetic-cpu"
+
+
+def is_committed_reference(data_dir: Path | str) -> bool:
+    """Whether ``data_dir`` is the committed reference folder of the checkout storylib runs from
+    (never true for an installed package, which has no checkout)."""
+    checkout = Path(__file__).resolve().parent.parent
+    if not (checkout / "pyproject.toml").is_file():
+        return False
+    return Path(data_dir).resolve() == (checkout / REFERENCE_FOLDER).resolve()
+
+
+def write_report_files(data_dir: Path | str, update_reference: bool = False,
+                       extra_sections: Sequence[str] = ()) -> dict[str, Path]:
+    """Write ``results.csv`` (one row per experiment × seed) and ``Results.md`` (the answer, the
+    runs it could not use, the tables, then ``extra_sections``: markdown that modules reading
+    this one add, such as :func:`storylib.comparisons.markdown_sections`), and say so; a
+    results folder that does not exist stays so (nothing written, an empty dict).
+
+    The committed reference (:data:`REFERENCE_FOLDER`) is rewritten only with
+    ``update_reference`` (``run_all.py`` sets it): notebook 03 opened by hand in a checkout
+    reads it by default, and must not turn a look into a change to commit.
+    """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         print(f"Nothing written: there is no results folder {data_dir.name}.")
+        return {}
+    if is_committed_reference(data_dir) and not update_reference:
+        print(f"Nothing written: {REFERENCE_FOLDER.as_posix()} is the committed reference. Set update_reference = "
+              "True in the parameters cell to rewrite its Results.md and results.csv (python run_all.py does), "
+              "or choose another results_dir.")
         return {}
     runs = collect_runs(data_dir)
     floors = load_floors(data_dir)
@@ -774,8 +1192,11 @@ def write_report_files(data_dir: Path | str) -> dict[str, Path]:
     runs.to_csv(buffer, index=False)
     paths = {"results_csv": atomic_write_text(data_dir / "results.csv", buffer.getvalue())}
     lines = [f"# Results: {data_dir.name}", ""]
-    if stale_runs_text(data_dir):
-        lines += [stale_runs_text(data_dir), ""]
+    if not runs.empty:
+        lines += [answer_text(data_dir).replace("### The answer", "## The answer"), ""]
+    unusable = unusable_runs_text(data_dir)
+    if unusable:
+        lines += [unusable, ""]
     if runs.empty:
         lines += [no_runs_message(data_dir), ""]
     else:
@@ -791,24 +1212,110 @@ def write_report_files(data_dir: Path | str) -> dict[str, Path]:
             if differences.empty:
                 continue
             lines += [f"## Change against `{reference}` (experiment − {reference}; hierarchical bootstrap "
-                      "95% CI, resampling seeds and, within them, the paired test windows)", "",
+                      "95% CI, resampling seeds and, within them, the paired test windows; `floor_note`: both "
+                      "are worse than the strongest floor of the metric, so a \"better\" there is not learning)", "",
                       markdown_table(differences.drop(columns="reference"), index=False), ""]
+        lines += list(extra_sections)
     paths["results_md"] = atomic_write_text(data_dir / "Results.md", "\n".join(lines))
     print(f"Wrote {', '.join(path.name for path in paths.values())} in {data_dir.name}.")
     return paths
+
+
+# Beside report.html: the digest of everything the report read when it was last built.
+REPORT_INPUTS_FILE = "report_inputs.json"
+# Files of the folder and of every run folder that notebook 03 reads.
+# Beside the runs, when benchmarks/collapse.py wrote it: the published decoder under one-factor changes.
+COLLAPSE_FILE = "collapse_diagnostic.json"
+REPORT_FOLDER_FILES = ("floors.json", "floor_windows.csv", "test_windows.csv", "test_windows.npz", SUBSET_FILE, PLAN_FILE,
+                       COLLAPSE_FILE)
+REPORT_RUN_FILES = ("test_metrics.json", "config.yaml", "metrics.csv", "predictions.csv", "predictions.npz")
+# The package code that decides what the report shows.
+REPORT_CODE = ("reporting.py", "comparisons.py", "widgets.py", "runs.py", "config.py")
+
+
+def report_inputs_digest(data_dir: Path | str, notebook: Path | str, parameters: dict) -> str:
+    """sha256 over everything notebook 03 reads: the folder's shared files (floors, saved test
+    windows, :data:`PLAN_FILE`), each run folder's record, predictions and curves, which runs are
+    current (:func:`run_folders`: that covers ``params/`` and the code version), the notebook,
+    its parameters and the report's code. ``run_all.py`` rebuilds the report only when this
+    changes, so a rerun that reuses every run starts no kernel for it.
+
+    Content, not mtimes: a file rewritten with the same bytes (a reused run, a rebuilt floors
+    file with the same values) keeps the report. A few hundred MB of predictions hash in about a
+    second.
+    """
+    import hashlib
+
+    data_dir = Path(data_dir)
+    digest = hashlib.sha256()
+
+    def add_file(path: Path) -> None:
+        digest.update(str(path.relative_to(data_dir) if path.is_relative_to(data_dir) else path.name).encode())
+        try:
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError:
+            digest.update(b"<absent>")
+
+    for name in REPORT_FOLDER_FILES:
+        add_file(data_dir / name)
+    for path in sorted(data_dir.glob("*/seed*")):
+        if path.is_dir():
+            for name in REPORT_RUN_FILES:
+                add_file(path / name)
+    digest.update(json.dumps([(name, folder.relative_to(data_dir).as_posix(), why)
+                              for name, folder, why in run_folders(data_dir)]).encode())
+    add_file(Path(notebook))
+    package = Path(__file__).resolve().parent
+    for name in REPORT_CODE:
+        add_file(package / name)
+    digest.update(json.dumps(parameters, sort_keys=True, default=str).encode())
+    digest.update(storylib_version().encode())
+    return digest.hexdigest()
+
+
+def report_is_current(data_dir: Path | str, digest: str) -> bool:
+    """Whether report.html and comparison_report.ipynb were built from inputs with ``digest``."""
+    data_dir = Path(data_dir)
+    try:
+        recorded = json.loads((data_dir / REPORT_INPUTS_FILE).read_text(encoding="utf-8")).get("digest")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (recorded == digest and (data_dir / "report.html").is_file()
+            and (data_dir / "comparison_report.ipynb").is_file())
+
+
+def record_report_inputs(data_dir: Path | str, digest: str) -> Path:
+    """Write :data:`REPORT_INPUTS_FILE` after report.html was built from a notebook 03 that finished."""
+    return atomic_write_json(Path(data_dir) / REPORT_INPUTS_FILE, {
+        "digest": digest, "what": "sha256 of every file notebook 03 read to build report.html "
+        "(storylib.reporting.report_inputs_digest); run_all.py rebuilds the report when it changes"})
+
+
+# Cells whose code report.html leaves out (their outputs stay): the install cell, the default
+# parameters and papermill's injected ones (two parameter cells that disagree, and the results
+# folder as this machine's path).
+HIDDEN_INPUT_TAGS = frozenset({"remove_input", "parameters", "injected-parameters"})
 
 
 def report_html(notebook: Path | str, data_dir: Path | str) -> str:
     """The executed comparison notebook as a standalone HTML page titled by its data and scale.
 
     The widget state is dropped: a page has no kernel, so nbconvert then shows the static PNG
-    that every widget display of this package carries beside the widget view.
+    that every widget display of this package carries beside the widget view. The code of the
+    cells tagged :data:`HIDDEN_INPUT_TAGS` is left out (nbconvert's ``TagRemovePreprocessor``),
+    and so is papermill's record of the parameters: a reader sees the report, not the machine.
     """
     import nbformat
     from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import TagRemovePreprocessor
 
     executed = nbformat.read(str(notebook), as_version=4)
     executed.metadata.pop("widgets", None)
+    executed.metadata.pop("papermill", None)
     executed.metadata["title"] = report_title(data_dir)
-    body, _ = HTMLExporter().from_notebook_node(executed)
+    exporter = HTMLExporter()
+    exporter.register_preprocessor(TagRemovePreprocessor(remove_input_tags=set(HIDDEN_INPUT_TAGS)), enabled=True)
+    body, _ = exporter.from_notebook_node(executed)
     return body

@@ -7,7 +7,10 @@ folder ``<results-dir>/<data label>-<scale>``, never into ``notebooks/``, so run
 data or scale never mix and the jupytext pairs stay clean.
 
 A finished run (``test_metrics.json`` with the config hash this call would produce) is reused
-unless ``--force``, so an interrupted call continues where it stopped. A failing notebook does
+unless ``--force``, so an interrupted call continues where it stopped. The report is rebuilt
+only when the digest of what it reads changed (``report_inputs.json``), and ``report.html`` is
+built and announced only from a notebook 03 that finished in this call. ``run_plan.json``
+records the plan and how each unfinished run ended, for the report. A failing notebook does
 not stop the others; the failures are listed at the end (notebook, cell, error) and the exit
 status is 1.
 
@@ -16,7 +19,13 @@ with one paragraph); each run folder is locked while a kernel works in it, so a 
 ``run_all.py`` on the same folder waits and then reuses the run; the shared files of the
 results folder (floors, saved test windows) are validated and rebuilt before the report; the
 first Ctrl-C stops starting notebooks, interrupts the running kernels and exits 130 with a
-summary, a second Ctrl-C kills the kernels at once.
+summary, a second Ctrl-C kills the kernels at once. SIGTERM (``kill``, a SLURM time limit) is
+handled as Ctrl-C: the same summary, the same resume advice, the same exit status 130.
+
+Working folders: every kernel is started with ``notebooks/`` as its own working folder
+(:func:`kernel_resources`) and this process never changes its own, so kernels started side by
+side cannot move each other and the relative ``results_dir`` they are given (relative, so that
+executed notebooks name no folder of this machine) always resolves to the results folder.
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ from jupyter_client.manager import AsyncKernelManager
 
 from storylib.config import SCALES, ConfigError, available_experiments
 from storylib.io import LockWaitCancelled, atomic_write_text, exclusive, is_interactive
-from storylib.runs import finished_hash
+from storylib.runs import checkpoint_problem, finished_hash
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 EXPLORATION_NOTEBOOK = "01_data_exploration.ipynb"
@@ -82,7 +91,7 @@ class NotebookRun:
 @dataclass
 class RunOutcome:
     run: NotebookRun
-    status: str                # "ok" | "reused" | "failed" | "interrupted" | "not started"
+    status: str                # "ok" | "reused" | "failed" | "interrupted" | "not started" | "lost" (its Ray worker died)
     seconds: float = 0.0
     cell_index: int | None = None
     cell_source: str = ""
@@ -92,6 +101,9 @@ class RunOutcome:
     def failure_line(self) -> str:
         if self.run.notebook.suffix != ".ipynb":         # a step of run_all.py itself
             return f"{self.run.label}: {self.ename}: {self.evalue}"
+        if self.status == "lost":
+            return (f"{self.run.notebook.name} [{self.run.label}] lost mid-run ({self.seconds:.0f} s after it was "
+                    f"submitted): {self.ename}: {self.evalue}\n    executed copy (as far as it got): {self.run.output}")
         cell = f"cell {self.cell_index}" if self.cell_index is not None else "before any cell ran"
         source = self.cell_source.strip().splitlines()[0] if self.cell_source.strip() else ""
         where = f"{cell} (`{source}`)" if source else cell
@@ -209,7 +221,11 @@ def process_environment(env: dict[str, str]) -> Iterator[None]:
 
 def recorded_hash(run_dir: Path) -> str | None:
     """The config hash of the finished run in ``run_dir``, or None when it is unfinished (no
-    ``test_metrics.json``, or one that is not a full record: :func:`storylib.runs.read_test_metrics`)."""
+    ``test_metrics.json``, or one that is not a full record: :func:`storylib.runs.read_test_metrics`)
+    or when its ``checkpoints/best.pt`` is not the file it was recorded with
+    (:func:`storylib.runs.checkpoint_problem`): such a run is not reused, it trains again."""
+    if checkpoint_problem(run_dir) is not None:
+        return None
     return finished_hash(run_dir)
 
 
@@ -221,13 +237,20 @@ def default_planned_hash(experiment: str, data: str, scale: str, seed: int) -> s
 
 def plan_experiment_runs(experiments: Sequence[str], seeds: int, data: str, scale: str, results_dir: Path | str,
                          data_dir: Path, notebooks_dir: Path, force: bool, planned_hash: PlannedHash) -> list[NotebookRun]:
-    """Every experiment × seed, seed-major (all experiments' seed 0 finish first)."""
+    """Every experiment × seed, seed-major (all experiments' seed 0 finish first).
+
+    A run is reused when its record has the planned hash and its ``best.pt`` is the file the
+    record names; a replaced ``best.pt`` is said on stderr (naming it) and the run trains again.
+    """
     runs = []
     for seed in range(seeds):
         for experiment in experiments:
             run_dir = data_dir / experiment / f"seed{seed}"
             planned = planned_hash(experiment, data, scale, seed)
-            reused = not force and recorded_hash(run_dir) == planned
+            problem = None if force or finished_hash(run_dir) != planned else checkpoint_problem(run_dir)
+            if problem:
+                print(f"{experiment} seed{seed}: {problem}; not reused, it trains again", file=sys.stderr, flush=True)
+            reused = not force and problem is None and finished_hash(run_dir) == planned
             runs.append(NotebookRun(
                 label=f"{experiment} seed{seed}", notebook=notebooks_dir / EXPERIMENT_NOTEBOOK,
                 output=run_dir / "experiment.ipynb",
@@ -254,19 +277,23 @@ class RunInterrupted(Exception):
 
 
 class Interruption:
-    """What the first and second Ctrl-C do, shared by the main thread and the worker threads.
+    """What the first and second Ctrl-C (or SIGTERM) do, shared by the main thread and the
+    worker threads.
 
     Kernels run in their own session (jupyter_client starts them so), so a Ctrl-C in the
     terminal reaches this process only. The first one sets :attr:`stopping` (no notebook and
     no cell starts after it) and sends SIGINT to every live kernel's process group; the second
     one sends SIGKILL. Checkpoints and result files are written atomically, so either leaves
-    nothing half-written and an interrupted run resumes on the next call.
+    nothing half-written and an interrupted run resumes on the next call. SIGTERM does the same
+    as Ctrl-C (a SLURM time limit sends it, then SIGKILL after a grace period): without this
+    the process died at once, with no summary and no resume advice.
     """
 
     def __init__(self) -> None:
         self.stopping = threading.Event()
         self.killing = False
         self.interrupted_at = 0.0
+        self.cause = "Ctrl-C"          # what stopped the call, as the summary names it
         self._kernels: list[AsyncKernelManager] = []
         self._lock = threading.Lock()
 
@@ -297,17 +324,20 @@ class Interruption:
         for kernel in self.live_kernels():
             self._signal(kernel, signum)
 
-    def handle_sigint(self, *_: Any) -> None:
-        """The SIGINT handler of the main thread while notebooks run."""
+    def handle_sigint(self, signum: int | None = None, *_: Any) -> None:
+        """The SIGINT and SIGTERM handler of the main thread while notebooks run (``signum``
+        names the signal in the messages; None, as from a Ray task's cancel, is Ctrl-C)."""
+        name = signal_name(signum)
         if not self.stopping.is_set():
+            self.cause = name
             self.stopping.set()
             self.interrupted_at = time.monotonic()
-            sys.stderr.write("\nCtrl-C: starting no more notebooks and interrupting the running kernels "
+            sys.stderr.write(f"\n{name}: starting no more notebooks and interrupting the running kernels "
                              "(their checkpoints are kept; Ctrl-C again kills them at once)\n")
             self.signal_all(signal.SIGINT)
         else:
             self.killing = True
-            sys.stderr.write("\nCtrl-C again: killing the running kernels\n")
+            sys.stderr.write(f"\n{name} again: killing the running kernels\n")
             self.signal_all(signal.SIGKILL)
         sys.stderr.flush()
 
@@ -324,15 +354,41 @@ class Interruption:
 
     @contextmanager
     def installed(self) -> Iterator["Interruption"]:
-        """Handle SIGINT as above for the duration (only the main thread can install a handler)."""
+        """Handle SIGINT and SIGTERM as above for the duration (only the main thread can install
+        a handler)."""
         if threading.current_thread() is not threading.main_thread():
             yield self
             return
-        previous = signal.signal(signal.SIGINT, self.handle_sigint)
+        previous = {signum: signal.signal(signum, self.handle_sigint) for signum in (signal.SIGINT, signal.SIGTERM)}
         try:
             yield self
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+def signal_name(signum: int | None) -> str:
+    """How the messages name a signal: "Ctrl-C" for SIGINT (and None), "SIGTERM" for SIGTERM."""
+    return "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside the notebooks (planning, the summary): handled as a Ctrl-C there."""
+
+
+def _raise_terminated(*_: Any) -> None:
+    raise Terminated()
+
+
+def install_sigterm_as_interrupt() -> Any:
+    """Make SIGTERM raise :class:`Terminated` (a KeyboardInterrupt) in the main thread, as SIGINT
+    does; returns the previous handler (None off the main thread, where nothing is installed).
+
+    Also called after Ray connects: ``ray.init`` installs a SIGTERM handler that exits with
+    status 15 (and the driver then aborted with status 134 and Ray's stack lines)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def _kernel_process(kernel: AsyncKernelManager) -> Any:
@@ -392,10 +448,11 @@ def execute(run: NotebookRun, cwd: Path, interruption: Interruption | None = Non
             # The kernel's own log (an unencrypted-TCP warning at every start, a KeyboardInterrupt
             # line at shutdown) is noise on this terminal; errors in cells reach the executed copy.
             papermill.execute_notebook(str(run.notebook), str(run.output), parameters=run.parameters,
-                                       kernel_name="python3", cwd=str(cwd), progress_bar=False, log_output=False,
+                                       kernel_name="python3", cwd=None, progress_bar=False, log_output=False,
                                        extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
                                        kernel_manager_class=TrackedKernelManager,
-                                       on_cell_start=interruption.refuse_cell)
+                                       on_cell_start=interruption.refuse_cell,
+                                       resources=kernel_resources(cwd))
             relativize_papermill_paths(run.output)
     except LockWaitCancelled:
         return RunOutcome(run, "not started")
@@ -407,6 +464,21 @@ def execute(run: NotebookRun, cwd: Path, interruption: Interruption | None = Non
         status = "interrupted" if interruption.stopping.is_set() else "failed"
         return RunOutcome(run, status, time.perf_counter() - start, None, "", type(error).__name__, str(error))
     return RunOutcome(run, "ok", time.perf_counter() - start)
+
+
+def kernel_resources(cwd: Path | str) -> dict:
+    """nbclient's ``resources`` that start a kernel in ``cwd`` (absolute), whatever the working
+    folder of this process is.
+
+    Why not papermill's ``cwd=``: it is a process-wide ``os.chdir`` around the whole execution
+    (``papermill.utils.chdir``), and papermill's local file handler changes the folder again
+    around every save of the executed copy (``LocalHandler.read`` / ``write``). With several
+    executions in threads one thread's restore moves the others: a kernel then started in the
+    folder ``run_all.py`` was called from, and the relative ``results_dir`` it is given resolved
+    outside the results folder (issue 17). nbclient passes ``resources["metadata"]["path"]`` to
+    the kernel manager as the kernel process's own ``cwd``; the process never changes folder.
+    """
+    return {"metadata": {"path": os.path.abspath(cwd)}}
 
 
 def relativize_papermill_paths(executed: Path) -> None:
@@ -437,15 +509,16 @@ class ProgressReporter:
 
     def finished(self, outcome: RunOutcome) -> None:
         self.done += 1
-        line = f"[{self.done:>{len(str(self.total))}}/{self.total}] {outcome.run.label}: {outcome.status}"
+        status = "lost mid-run" if outcome.status == "lost" else outcome.status
+        line = f"[{self.done:>{len(str(self.total))}}/{self.total}] {outcome.run.label}: {status}"
         if outcome.status != "reused":
             line += f" ({outcome.seconds:.1f} s)"
-        if outcome.status == "failed":
+        if outcome.status in ("failed", "lost"):
             line += f": {outcome.ename}: {outcome.evalue.splitlines()[0] if outcome.evalue else ''}"
         if self.bar is not None:
-            self.bar.set_postfix_str(f"{outcome.run.label} {outcome.status}")
+            self.bar.set_postfix_str(f"{outcome.run.label} {status}")
             self.bar.update(1)
-            if outcome.status == "failed":
+            if outcome.status in ("failed", "lost"):
                 self.bar.write(line)
         else:
             print(line, flush=True)
@@ -518,9 +591,82 @@ def write_html_report(notebook: Path, html_path: Path) -> Path:
                           "disk space and rerun (finished runs are reused)") from None
 
 
+def record_plan(data_dir: Path, experiments: Sequence[str], seeds: int, outcomes: Sequence[RunOutcome]) -> None:
+    """Write run_plan.json (:func:`storylib.reporting.write_plan`): what this call planned and
+    how each experiment run that did not finish ended, so the report lists them with the reason."""
+    from storylib.reporting import write_plan
+
+    ended = {}
+    for outcome in outcomes:
+        if outcome.run.planned_hash is None or outcome.status in ("ok", "reused"):
+            continue
+        folder = outcome.run.output.parent
+        key = f"{folder.parent.name}/{folder.name}"
+        if outcome.status == "failed":
+            cell = f"cell {outcome.cell_index}" if outcome.cell_index is not None else "before any cell ran"
+            ended[key] = {"status": "failed", "error": f"{cell}: {outcome.ename}: "
+                                                       f"{' '.join(outcome.evalue.split())[:300]}"}
+        else:
+            ended[key] = {"status": outcome.status}
+    try:
+        write_plan(data_dir, experiments, range(seeds), ended)
+    except OSError as error:             # the report then assumes the default plan
+        print(f"run_plan.json cannot be written in {data_dir} ({error.strerror or error})", file=sys.stderr)
+
+
+def report_digest(data_dir: Path, report: NotebookRun) -> str | None:
+    """The digest of the report's inputs (:func:`storylib.reporting.report_inputs_digest`);
+    None, and the report is built, when a file cannot be read."""
+    from storylib.reporting import report_inputs_digest
+
+    try:
+        return report_inputs_digest(data_dir, report.notebook, report.parameters)
+    except Exception as error:  # noqa: BLE001 - a digest that cannot be made only costs a rebuild
+        print(f"the report's inputs cannot be hashed ({type(error).__name__}: {error}); rebuilding it", file=sys.stderr)
+        return None
+
+
+def report_current(data_dir: Path, digest: str) -> bool:
+    from storylib.reporting import report_is_current
+
+    return report_is_current(data_dir, digest)
+
+
+def build_report_html(outcome: RunOutcome, html_path: Path, digest: str | None,
+                      step_failures: list[RunOutcome]) -> str:
+    """Convert the comparison notebook to report.html only when notebook 03 finished in this
+    call (never a previous call's notebook after a failure), record the inputs' digest, and
+    return the line that announces it (or says why there is no new report)."""
+    from storylib.reporting import REPORT_INPUTS_FILE, record_report_inputs
+
+    data_dir = html_path.parent
+    if outcome.status == "reused":
+        return (f"report: {html_path} (unchanged: nothing it reads changed since it was built; "
+                f"{REPORT_INPUTS_FILE} holds the digest of its inputs)")
+    if outcome.status != "ok":
+        (data_dir / REPORT_INPUTS_FILE).unlink(missing_ok=True)    # the next call rebuilds it
+        older = " (the report.html there is from an earlier call)" if html_path.is_file() else ""
+        return f"report.html not built: notebook 03 did not finish in this call{older}; see the failures below"
+    try:
+        write_html_report(outcome.run.output, html_path)
+    except RunAllError as error:
+        step_failures.append(RunOutcome(NotebookRun("report.html", Path("run_all.py"), html_path, {}), "failed",
+                                        ename="RunAllError", evalue=str(error)))
+        (data_dir / REPORT_INPUTS_FILE).unlink(missing_ok=True)
+        return "report.html not built; see the failures below"
+    if digest is not None:
+        try:
+            record_report_inputs(data_dir, digest)
+        except OSError as error:
+            print(f"{REPORT_INPUTS_FILE} cannot be written ({error.strerror or error}); the next call rebuilds the "
+                  "report", file=sys.stderr)
+    return f"report: {html_path}"
+
+
 def print_summary(data_dir: Path) -> None:
-    """The metrics table of the folder's current runs, then the stale runs left out; one line
-    instead of a traceback when a file of the folder cannot be read."""
+    """The metrics table of the folder's current runs, then the runs the report could not use
+    (stale, failed, interrupted, missing: as the report lists them); one line instead of a
+    traceback when a file of the folder cannot be read."""
     from storylib import reporting
 
     try:
@@ -534,23 +680,26 @@ def print_summary(data_dir: Path) -> None:
             columns = ["n_seeds", "image_mae", "image_ssim", "text_perplexity", "chrf", "rouge_l", "prediction_spread"]
             with pd.option_context("display.width", 200, "display.max_columns", 20):
                 print(table[columns].to_string())
-        stale = reporting.stale_runs_text(data_dir)
-        if stale:
-            print("\n" + stale)
+        unusable = reporting.unusable_runs_text(data_dir)      # stale, failed, interrupted, missing
+        if unusable:
+            print("\n" + unusable)
     except Exception as error:  # noqa: BLE001 - the summary must not hide what ran
         print(f"\nthe metrics summary of {data_dir} cannot be printed ({type(error).__name__}: "
               f"{' '.join(str(error).split())[:300]})", file=sys.stderr)
 
 
-def print_interrupted(outcomes: Sequence[RunOutcome], started: float) -> None:
-    """After Ctrl-C: which runs finished, which were interrupted (they resume) and which never started."""
+def print_interrupted(outcomes: Sequence[RunOutcome], started: float, cause: str = "Ctrl-C") -> None:
+    """After Ctrl-C (or SIGTERM, ``cause``): which runs finished, which were interrupted (they
+    resume) and which never started."""
     groups = {
         "finished": [o for o in outcomes if o.status in ("ok", "reused")],
         "interrupted (resumes from its last checkpoint on the next call)": [o for o in outcomes if o.status == "interrupted"],
+        "lost mid-run, its Ray worker died (resumes from its last checkpoint on the next call)":
+            [o for o in outcomes if o.status == "lost"],
         "failed": [o for o in outcomes if o.status == "failed"],
         "not started": [o for o in outcomes if o.status == "not started"],
     }
-    print(f"\nInterrupted by Ctrl-C after {time.perf_counter() - started:.0f} s.", file=sys.stderr)
+    print(f"\nInterrupted by {cause} after {time.perf_counter() - started:.0f} s.", file=sys.stderr)
     for title, members in groups.items():
         if members:
             print(f"{title} ({len(members)}): {', '.join(o.run.label for o in members)}", file=sys.stderr)
@@ -566,6 +715,14 @@ def check_data_source(given: str) -> str:
     from storylib.data.sources import DataSourceError, hub_dataset_cached, hub_reachable, local_parquet_files, resolve_source
 
     try:
+        path = Path(given).expanduser()
+        if given not in ("auto", "storyreasoning", "synthetic") and path.is_file():
+            folder = path.resolve().parent
+            raise RunAllError(
+                f"--data {given}: {path} is a file, not a folder. --data PATH takes a folder of parquet files in "
+                "the StoryReasoning schema (data/train-*.parquet and data/test-*.parquet, or both in the folder "
+                f"itself){f', e.g. --data {folder}' if path.suffix == '.parquet' else ''}; or use --data synthetic "
+                "for the embedded stand-in. Nothing was run and nothing was written.")
         data = resolve_source(given)
         if data == "storyreasoning" and given != "auto" and not (hub_dataset_cached() or hub_reachable()):
             raise DataSourceError("it is not in the Hugging Face cache and huggingface.co cannot be reached")
@@ -632,14 +789,20 @@ def main(argv: Sequence[str] | None = None, *, notebooks_dir: Path | str | None 
     2 bad input found before any kernel started, 130 interrupted by Ctrl-C).
 
     ``notebooks_dir``, ``planned_hash`` and ``shared_files`` exist for tests (throwaway
-    notebooks, a fake hash, a stand-in for the shared-files check).
+    notebooks, a fake hash, a stand-in for the shared-files check). SIGTERM is handled as
+    Ctrl-C throughout (exit status 130 too).
     """
+    previous = install_sigterm_as_interrupt()
     try:
         return _main(argv, notebooks_dir, planned_hash, shared_files)
-    except KeyboardInterrupt:          # Ctrl-C outside the notebooks (planning, summary): no traceback
-        print("\nInterrupted by Ctrl-C; run the same command again to continue (finished runs are reused).",
+    except KeyboardInterrupt as interrupt:   # Ctrl-C or SIGTERM outside the notebooks (planning, summary)
+        cause = "SIGTERM" if isinstance(interrupt, Terminated) else "Ctrl-C"
+        print(f"\nInterrupted by {cause}; run the same command again to continue (finished runs are reused).",
               file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _main(argv: Sequence[str] | None, notebooks_dir: Path | str | None, planned_hash: PlannedHash | None,
@@ -648,7 +811,8 @@ def _main(argv: Sequence[str] | None, notebooks_dir: Path | str | None, planned_
     args = parse_args(argv, known)
     from storylib.data.sources import source_label
 
-    notebooks_dir = Path(notebooks_dir) if notebooks_dir is not None else NOTEBOOKS_DIR
+    # absolute: kernels start there and are given the results folder relative to it
+    notebooks_dir = Path(notebooks_dir).resolve() if notebooks_dir is not None else NOTEBOOKS_DIR
     experiments = [name for name in known if name in args.only] if args.only else list(known)
     jobs = args.jobs or default_jobs()
     try:
@@ -698,8 +862,10 @@ def connect_executor(args: argparse.Namespace, needed: bool) -> Any:
         print("ray: every run is reused; no task to submit, Ray not started", flush=True)
         return None
     local_cpus = args.jobs * args.ray_cpus_per_task if args.jobs else None
-    return RayExecutor.connect(args.ray_address, local_cpus=local_cpus, cpus_per_task=args.ray_cpus_per_task,
-                               keep_checkpoints=args.keep_checkpoints)
+    executor = RayExecutor.connect(args.ray_address, local_cpus=local_cpus, cpus_per_task=args.ray_cpus_per_task,
+                                   keep_checkpoints=args.keep_checkpoints)
+    install_sigterm_as_interrupt()           # ray.init replaced it with one that exits at once
+    return executor
 
 
 def _run_notebooks(args: argparse.Namespace, notebooks_dir: Path, experiments: list[str], jobs: int, data: str,
@@ -712,7 +878,7 @@ def _run_notebooks(args: argparse.Namespace, notebooks_dir: Path, experiments: l
                               data_dir / "data_exploration.ipynb", exploration_parameters)
     exploration.reused = not args.force and exploration_reusable(exploration.output, exploration_parameters)
     report = NotebookRun("03_comparison_report", notebooks_dir / REPORT_NOTEBOOK,
-                         data_dir / "comparison_report.ipynb", dict(exploration_parameters))
+                         data_dir / "comparison_report.ipynb", {**exploration_parameters, "update_reference": True})
     reporter = ProgressReporter(2 + len(experiment_runs))
     started = time.perf_counter()
     interruption = _ACTIVE = Interruption()
@@ -724,33 +890,29 @@ def _run_notebooks(args: argparse.Namespace, notebooks_dir: Path, experiments: l
             executor.close()                # its CPUs are free for the report
         else:
             outcomes += execute_all(experiment_runs, jobs, notebooks_dir, reporter, interruption)
+        record_plan(data_dir, experiments, args.seeds, outcomes)
+        digest = None
         if not interruption.stopping.is_set():
             failed = run_shared_files(shared_files or default_shared_files, experiments[0], data, scale,
                                       results_dir, data_dir)
             step_failures += [failed] if failed else []
+            digest = report_digest(data_dir, report)
+            report.reused = not args.force and not failed and digest is not None and report_current(data_dir, digest)
         outcomes += execute_all([report], 1, notebooks_dir, reporter, interruption)
     reporter.close()
     if interruption.stopping.is_set():
-        print_interrupted(outcomes, started)
+        print_interrupted(outcomes, started, interruption.cause)
         return EXIT_INTERRUPTED
 
     html_path = data_dir / "report.html"
-    html_written = False
-    if report.output.is_file():
-        try:
-            write_html_report(report.output, html_path)
-            html_written = True
-        except RunAllError as error:
-            step_failures.append(RunOutcome(NotebookRun("report.html", Path("run_all.py"), html_path, {}), "failed",
-                                            ename="RunAllError", evalue=str(error)))
+    html_note = build_report_html(outcomes[-1], html_path, digest, step_failures)
     reused = sum(outcome.status == "reused" for outcome in outcomes)
-    failures = [outcome for outcome in outcomes if outcome.status == "failed"] + step_failures
+    failures = [outcome for outcome in outcomes if outcome.status in ("failed", "lost")] + step_failures
     notebook_failures = len(failures) - len(step_failures)
     print(f"\n{len(outcomes)} notebooks in {time.perf_counter() - started:.0f} s: "
           f"{len(outcomes) - reused - notebook_failures} ran, {reused} reused, {notebook_failures} failed")
     print_summary(data_dir)
-    if html_written:
-        print(f"\nreport: {html_path}")
+    print(f"\n{html_note}")
     if failures:
         print(f"\n{len(failures)} step(s) failed:", file=sys.stderr)
         for outcome in failures:

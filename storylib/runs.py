@@ -8,10 +8,18 @@ equals the hash of the configuration the current ``params/`` files give for the 
 experiment, scale, seed, data source, tokenizer and device (read from its ``config.yaml``),
 and its recorded code version is this storylib's. Anything else is *stale*: the report leaves
 it out and says why.
+
+A finished run is *reused* (by ``run_all.py`` and by notebook 02) only while its
+``checkpoints/best.pt`` is the file its metrics came from: ``test_metrics.json`` records that
+file's size and sha256 (:func:`checkpoint_digest`), and a ``best.pt`` that differs (random
+bytes, another run's weights) makes the run train again (:func:`checkpoint_problem`). An absent
+``best.pt`` is no such problem: the committed reference keeps no checkpoints, and its metrics
+are still the record of a real run (notebook 02 trains it again when it needs the weights).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -20,6 +28,7 @@ from storylib.config import ConfigError, config_hash, load_config_file, run_conf
 
 METRICS_FILE = "test_metrics.json"
 CONFIG_FILE = "config.yaml"
+CHECKPOINT_FILE = Path("checkpoints") / "best.pt"   # the weights a finished run's metrics come from
 CONTRACT_KEYS = (
     "image_mae", "image_mse", "image_ssim", "image_psnr", "text_perplexity", "bleu", "chrf", "rouge_l",
     "prediction_spread", "num_params", "train_seconds", "stories_per_second", "tokenizer", "data_source",
@@ -58,6 +67,47 @@ def finished_hash(run_dir: Path | str) -> str | None:
         return str(read_test_metrics(run_dir)["config_hash"])
     except (OSError, RunRecordError):
         return None
+
+
+def checkpoint_digest(path: Path | str) -> dict:
+    """``checkpoint_bytes`` and ``checkpoint_sha256`` of the file at ``path`` (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+            size += len(block)
+    return {"checkpoint_bytes": size, "checkpoint_sha256": digest.hexdigest()}
+
+
+def checkpoint_problem(run_dir: Path | str) -> str | None:
+    """Why the ``checkpoints/best.pt`` of the finished run in ``run_dir`` is not the file its
+    ``test_metrics.json`` was recorded with (None: it is, or there is nothing to compare: no
+    finished record, no ``best.pt``, or a record older than the checkpoint digest).
+
+    The size is compared first, so a replaced file of another size is found without reading it.
+    """
+    run_dir = Path(run_dir)
+    try:
+        metrics = read_test_metrics(run_dir)
+    except (OSError, RunRecordError):
+        return None
+    recorded_size, recorded_sha = metrics.get("checkpoint_bytes"), metrics.get("checkpoint_sha256")
+    path = run_dir / CHECKPOINT_FILE
+    if recorded_sha is None or not path.is_file():
+        return None
+    what = (f"{path} is not the checkpoint {run_dir / METRICS_FILE} was recorded with "
+            f"({recorded_size} bytes, sha256 {str(recorded_sha)[:12]}…)")
+    try:
+        size = path.stat().st_size
+        if size != recorded_size:
+            return f"{what}: it has {size} bytes"
+        actual = checkpoint_digest(path)["checkpoint_sha256"]
+    except OSError as error:
+        return f"{what}: it cannot be read ({error.strerror or error})"
+    if actual != recorded_sha:
+        return f"{what}: its sha256 is {actual[:12]}…"
+    return None
 
 
 def recorded_code_version(metrics: dict) -> str | None:

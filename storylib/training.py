@@ -1,10 +1,11 @@
-"""Training loop: weighted loss terms, OneCycle schedule, checkpoints that resume exactly.
+"""Training loop: weighted loss terms, OneCycle or cosine schedule, checkpoints that resume exactly.
 
 Loss = image_weight·L_image + text_weight·L_text + context_weight·L_context + kl_weight(epoch)·KL,
 each term coming unweighted from :meth:`StoryPredictor.forward` and logged per epoch.
 
 Every epoch writes ``metrics.csv``, ``loss_curve.png`` and ``checkpoints/last.pt`` (plus
-``best.pt`` when the validation loss improves, and ``visualizations/epoch_XXX.png`` when asked).
+``best.pt`` when the validation loss improves, and ``visualizations/epoch_XXX.png`` when asked;
+best.pt leaves out the optimiser, scheduler and scaler states, which only resuming needs).
 A checkpoint holds state dicts only (model, optimiser, scheduler, grad scaler, the three RNG
 states, epoch, best validation loss, resolved config, metrics history) and is loaded with
 ``torch.load(..., weights_only=True)``. Resuming from it continues the same trajectory: the
@@ -27,7 +28,7 @@ import torch
 from storylib.augment import augment_batch, augmentation_generator
 from storylib.config import ExperimentConfig, TrainConfig, config_to_dict
 from storylib.data.dataset import PreparedData, WindowSplit, iterate_batches
-from storylib.io import TEMPORARY_SUFFIX, atomic_write_bytes, atomic_write_text, progress
+from storylib.io import atomic_write_bytes, atomic_write_text, progress
 from storylib.models import StoryPredictor, build_model
 
 LOSS_TERMS = ("image", "text", "context", "kl")
@@ -94,6 +95,8 @@ def make_optimizer(model: torch.nn.Module, train: TrainConfig) -> torch.optim.Op
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, train: TrainConfig, total_steps: int):
+    if train.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
     if train.schedule != "onecycle":
         return None
     return torch.optim.lr_scheduler.OneCycleLR(
@@ -151,22 +154,14 @@ def save_checkpoint(path: Path, state: dict) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def link_checkpoint(source: Path, path: Path) -> None:
-    """Make ``path`` hold what ``source`` holds now, as a second name of the same file.
+# What best.pt leaves out of a training state: it is read for its weights (scoring, reuse) and
+# its history, never resumed from (last.pt is), and AdamW's two moments are twice the weights.
+RESUME_ONLY_KEYS = ("optimizer", "scheduler", "scaler")
 
-    best.pt is last.pt of the epoch that improved, byte for byte: a hard link stores it once
-    (a checkpoint with its AdamW state is 3× the weights). It stays right when last.pt moves
-    on, because :func:`save_checkpoint` replaces last.pt by a new file instead of rewriting it.
-    Where the file system has no hard links, the bytes are copied (atomically, like a save).
-    """
-    temporary = path.with_name(f".{path.name}.link{TEMPORARY_SUFFIX}")
-    temporary.unlink(missing_ok=True)
-    try:
-        os.link(source, temporary)
-    except OSError:
-        atomic_write_bytes(path, source.read_bytes())
-        return
-    os.replace(temporary, path)
+
+def best_checkpoint_state(state: dict) -> dict:
+    """``state`` without :data:`RESUME_ONLY_KEYS`: a third of the bytes of a full checkpoint."""
+    return {key: value for key, value in state.items() if key not in RESUME_ONLY_KEYS}
 
 
 def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict:
@@ -281,11 +276,17 @@ def plot_loss_curve(history: pd.DataFrame):
 
     terms = ("loss", *LOSS_TERMS)
     figure, axes = plt.subplots(1, len(terms), figsize=(3.2 * len(terms), 2.8))
+    from matplotlib.ticker import MaxNLocator
+
     for axis, term in zip(axes, terms):
         axis.plot(history["epoch"], history[f"train_{term}"], marker="o", label="train")
         axis.plot(history["epoch"], history[f"val_{term}"], marker="s", label="val")
         axis.set_title("total (weighted)" if term == "loss" else term)
         axis.set_xlabel("epoch")
+        # whole epochs only; one epoch is a marker at a labelled tick, not a dot on 0.96 … 1.04
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(history) == 1:
+            axis.set_xlim(float(history["epoch"].iloc[0]) - 1, float(history["epoch"].iloc[0]) + 1)
     axes[0].legend()
     figure.tight_layout()
     return figure
@@ -441,5 +442,5 @@ def train(
         }
         save_checkpoint(last_path, state)
         if improved:
-            link_checkpoint(last_path, checkpoint_dir / "best.pt")
+            save_checkpoint(checkpoint_dir / "best.pt", best_checkpoint_state(state))
     return pd.DataFrame(history, columns=METRIC_COLUMNS)

@@ -104,3 +104,50 @@ def test_the_address_is_written_down_once_and_the_readme_points_there():
     readme = (ROOT / "README.md").read_text()
     assert "REPOSITORY_URL" in readme and "storylib/colab.py" in readme and "python -m storylib.colab" in readme
     assert "github.com/storylib/storylib" not in readme
+
+
+def test_a_clone_under_any_folder_name_is_installed(tmp_path):
+    work = tmp_path / "content"
+    (work / "sample_data").mkdir(parents=True)            # what Colab's /content holds besides
+    make_checkout(work / "my-fork-of-the-suite")          # `!git clone <address> my-fork-of-the-suite`
+    assert run_cell(work, tmp_path) == {"pip": [["install", "--quiet", str(work / "my-fork-of-the-suite")]]}
+
+
+def test_in_colab_the_notebooks_default_to_the_gpu_scale_and_a_results_folder_under_content(monkeypatch):
+    import types
+
+    import torch
+
+    from storylib import experiment
+
+    for name in ("STORYLIB_SCALE", "STORYLIB_RESULTS_DIR", "COLAB_RELEASE_TAG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert experiment.resolve_scale("auto") == "cpu"
+    assert experiment.resolve_results_dir("auto") == Path("../results")       # beside notebooks/ in a checkout
+
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))   # a Colab GPU runtime
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert experiment.resolve_scale("auto") == "full"
+    assert experiment.resolve_results_dir("auto") == Path("/content/results")
+    assert experiment.resolve_scale("smoke") == "smoke"                         # an explicit value wins
+    assert experiment.resolve_results_dir("../results") == Path("../results")
+
+
+@pytest.mark.parametrize("name", ["01_data_exploration", "02_experiment", "03_comparison_report"])
+def test_every_notebook_defaults_to_the_automatic_scale_and_results_folder(name):
+    notebook = jupytext.read(ROOT / "notebooks" / f"{name}.py")
+    [parameters] = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
+    assert 'scale = "auto"' in parameters.source and 'results_dir = "auto"' in parameters.source
+
+
+def test_a_found_storylib_is_not_imported_by_the_cell(tmp_path):
+    """Importing storylib.experiment loads torch: the cell only finds it (notebook 03 spent 17 s here)."""
+    work = tmp_path / "content"
+    package = work / "storylib"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "experiment.py").write_text("open('imported', 'w').write('yes')\n")
+    assert run_cell(work, tmp_path) == {"pip": []}
+    assert not (work / "imported").exists()

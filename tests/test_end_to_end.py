@@ -88,4 +88,7 @@ def test_a_second_call_reuses_every_run(local_smoke_suite):
     assert executed and {path: path.stat().st_mtime_ns for path in executed} == before
     for experiment in available_experiments():
         assert f"{experiment} seed0: reused" in completed.stdout
-    assert f"1 ran, {len(available_experiments()) + 1} reused, 0 failed" in completed.stdout
+    # nothing the report reads changed either: no kernel for notebook 03, report.html kept
+    assert "03_comparison_report: reused" in completed.stdout
+    assert f"0 ran, {len(available_experiments()) + 2} reused, 0 failed" in completed.stdout
+    assert "(unchanged: nothing it reads changed since it was built" in completed.stdout

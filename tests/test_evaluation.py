@@ -99,9 +99,12 @@ def test_evaluate_returns_every_metric_and_per_window_rows():
                 "bleu", "chrf", "rouge_l", "bleu_signature", "chrf_signature"):  # fmt: skip
         assert key in result.metrics
     assert list(result.per_window.columns) == [
-        "window_index", "story_id", "image_mae", "image_mse", "image_ssim", "image_psnr", "text_perplexity",
-        "chrf", "bleu", "rouge_l", "generated_text", "target_text",
+        "window_index", "story_id", "image_mae", "image_mse", "image_ssim", "image_psnr", "image_mae_best_of_k",
+        "text_perplexity", "text_nll", "text_tokens", "chrf", "bleu", "rouge_l", "generated_text", "target_text",
     ]  # fmt: skip
+    # the corpus-level perplexity of the record is recomputable from the per-window columns
+    windows = result.per_window
+    assert result.metrics["text_perplexity"] == pytest.approx(np.exp(windows["text_nll"].sum() / windows["text_tokens"].sum()))
     assert len(result.per_window) == 5
     assert result.metrics["image_mae"] == pytest.approx(result.per_window["image_mae"].mean())
     assert result.predicted_frames.dtype == np.uint8 and result.predicted_frames.shape == (3, 3, 20, 24)

@@ -5,6 +5,7 @@ checkpoints; a complete run keeps best.pt only and is still reused."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -14,6 +15,7 @@ import pandas as pd
 import pytest
 
 from storylib import experiment, runner
+from storylib.runs import checkpoint_problem
 from storylib.training import CheckpointError
 
 
@@ -199,3 +201,76 @@ def test_two_kernels_facing_missing_shared_files_build_them_once(finished, tmp_p
     for thread in threads:
         thread.join(120)
     assert writes == [1] and sorted(len(n) for n in notes) == [0, 1]
+
+
+# --------------------------------------------------------------------------- checkpoint integrity (issue 17)
+
+
+def test_record_names_the_size_and_sha256_of_best_pt(finished):
+    run, _ = finished
+    best = run.run_dir / "checkpoints" / "best.pt"
+    recorded = json.loads((run.run_dir / "test_metrics.json").read_text())
+    assert recorded["checkpoint_bytes"] == best.stat().st_size
+    assert recorded["checkpoint_sha256"] == hashlib.sha256(best.read_bytes()).hexdigest()
+    assert checkpoint_problem(run.run_dir) is None and experiment.is_complete(run.run_dir, run.config_hash)
+
+
+def random_bytes_of_the_same_size(path: Path) -> None:
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, path.stat().st_size, dtype=np.uint8).tobytes())
+
+
+def another_runs_checkpoint(path: Path) -> None:
+    """A valid storylib checkpoint of another experiment (as a copied-in ``best.pt`` would be)."""
+    from storylib.models import build_model
+    from storylib.training import save_checkpoint
+
+    other = experiment.planned_config("enhanced", "synthetic", "smoke")
+    save_checkpoint(path, {"model": build_model(other, 80, (16, 24)).state_dict(), "epoch": 1})
+
+
+@pytest.mark.parametrize(("replace", "why"), [
+    (random_bytes_of_the_same_size, "its sha256 is"),
+    (another_runs_checkpoint, ": it has "),
+])
+def test_a_replaced_best_pt_is_not_reused_the_run_trains_again(finished, tmp_path, capsys, replace, why):
+    run, prepared = finished
+    copy = copy_run(run, tmp_path)                               # last.pt kept (--keep-checkpoints)
+    best = copy.run_dir / "checkpoints" / "best.pt"
+    recorded = json.loads((copy.run_dir / "test_metrics.json").read_text())
+    replace(best)
+
+    problem = checkpoint_problem(copy.run_dir)
+    assert problem.startswith(f"{best} is not the checkpoint {copy.run_dir / 'test_metrics.json'} was recorded with "
+                              f"({recorded['checkpoint_bytes']} bytes, sha256 {recorded['checkpoint_sha256'][:12]}…): ")
+    assert why in problem
+    assert not experiment.is_complete(copy.run_dir, copy.config_hash)
+    assert runner.recorded_hash(copy.run_dir) is None            # run_all.py does not reuse it
+    plan = runner.plan_experiment_runs(["baseline"], 1, "synthetic", "smoke", "results", copy.data_dir, Path("notebooks"),
+                                       force=False, planned_hash=lambda *_: copy.config_hash)
+    assert not plan[0].reused
+    assert f"baseline seed0: {problem}; not reused, it trains again" in capsys.readouterr().err
+
+    model = experiment.build(copy, prepared)
+    experiment.train(copy, prepared, model)                      # notebook 02: trains afresh, not from last.pt
+    out = capsys.readouterr().out
+    assert f"{problem}; removing {copy.run_dir / 'test_metrics.json'} and training this run afresh" in out
+    assert "resuming" not in out and "reusing" not in out
+    metrics = experiment.record(copy, experiment.evaluate(copy, prepared, model))
+    assert metrics["image_mae"] == pytest.approx(recorded["image_mae"])     # the same run, trained again
+    assert metrics["checkpoint_sha256"] == hashlib.sha256(best.read_bytes()).hexdigest()
+    assert experiment.is_complete(copy.run_dir, copy.config_hash) and runner.recorded_hash(copy.run_dir) == copy.config_hash
+
+
+def test_a_run_without_best_pt_or_without_a_recorded_digest_is_still_reused(finished, tmp_path):
+    """The committed reference keeps no checkpoints; records written before the digest have none."""
+    run, _ = finished
+    copy = copy_run(run, tmp_path)
+    shutil.rmtree(copy.run_dir / "checkpoints")
+    assert checkpoint_problem(copy.run_dir) is None and runner.recorded_hash(copy.run_dir) == copy.config_hash
+
+    older = copy_run(run, tmp_path / "older")
+    path = older.run_dir / "test_metrics.json"
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps({k: v for k, v in record.items() if not k.startswith("checkpoint_")}))
+    random_bytes_of_the_same_size(older.run_dir / "checkpoints" / "best.pt")
+    assert checkpoint_problem(older.run_dir) is None and runner.recorded_hash(older.run_dir) == older.config_hash

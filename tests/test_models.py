@@ -48,7 +48,7 @@ def test_kl_divergence_matches_a_hand_computed_value():
     assert kl_divergence(torch.zeros(3, 4), torch.zeros(3, 4)).item() == 0.0
 
 
-@pytest.mark.parametrize("experiment", ["crossmodal", "residual_decoder"])
+@pytest.mark.parametrize("experiment", ["crossmodal", "shots"])
 def test_padding_positions_change_nothing(experiment):
     """Whatever sits at a padded position (here: a random pad embedding) never reaches the output."""
     torch.manual_seed(0)
@@ -81,7 +81,7 @@ def test_context_head_is_a_separate_module_with_its_own_output():
 
 
 def test_residual_decoder_starts_at_the_last_context_frame():
-    model = build_model(tiny_config("residual_decoder"), len(WORDS), SIZE)
+    model = build_model(tiny_config("shots", **{"model.image_decoder": "residual"}), len(WORDS), SIZE)
     batch = make_batch(make_split(2, SIZE), 2)
     out = model(batch)
     assert torch.equal(out.predicted_frame, batch["context_frames"][:, -1])
@@ -104,7 +104,7 @@ def test_generate_text_is_greedy_and_pads_after_eos():
 
 def test_copy_decoder_returns_a_normalised_mixture():
     torch.manual_seed(0)
-    model = build_model(tiny_config("residual_decoder"), len(WORDS), SIZE)
+    model = build_model(tiny_config("shots"), len(WORDS), SIZE)
     out = model(make_batch(make_split(3, SIZE)))
     assert torch.allclose(out.text_logits.exp().sum(-1), torch.ones(out.text_logits.shape[:2]), atol=1e-4)
 
@@ -113,7 +113,7 @@ def test_copy_decoder_coverage_is_the_same_in_one_pass_and_step_by_step():
     """Teacher forcing (all steps at once) and generation (one step at a time, coverage carried in
     the state) see the same coverage; the penalty is Σ_j min(a_tj, c_tj), 0 at the first step."""
     torch.manual_seed(0)
-    model = build_model(tiny_config("residual_decoder"), len(WORDS), SIZE).eval()
+    model = build_model(tiny_config("shots"), len(WORDS), SIZE).eval()
     with torch.no_grad():
         model.text_decoder.coverage_weight.fill_(-2.0)  # make coverage matter for the scores
         batch = make_batch(make_split(2, SIZE), 2)

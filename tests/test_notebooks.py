@@ -15,11 +15,12 @@ from storylib import colab
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NAMES = ("01_data_exploration", "02_experiment", "03_comparison_report")
+# "auto": the GPU scale where CUDA is there, results under /content on Colab (storylib/colab.py)
 PARAMETERS = {
-    "01_data_exploration": {"data": "auto", "scale": "cpu", "results_dir": "../results"},
-    "02_experiment": {"experiment": "baseline", "data": "auto", "scale": "cpu", "seed": 0,
-                      "results_dir": "../results", "device": "auto"},
-    "03_comparison_report": {"data": "auto", "scale": "cpu", "results_dir": "../results"},
+    "01_data_exploration": {"data": "auto", "scale": "auto", "results_dir": "auto"},
+    "02_experiment": {"experiment": "baseline", "data": "auto", "scale": "auto", "seed": 0,
+                      "results_dir": "auto", "device": "auto"},
+    "03_comparison_report": {"data": "auto", "scale": "auto", "results_dir": "auto", "update_reference": False},
 }
 
 

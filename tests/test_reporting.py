@@ -92,7 +92,8 @@ def test_experiment_table_parts_each_fit_a_page(data_dir):
 
 def test_format_paired_rounds_to_the_metric_and_joins_the_interval(data_dir):
     table = reporting.format_paired(reporting.paired_differences(data_dir, "baseline", ["image_mae", "chrf"]))
-    assert list(table.columns) == ["windows", "seeds", "baseline mean", "experiment mean", "difference", "95% CI", "verdict"]
+    assert list(table.columns) == ["windows", "seeds", "baseline mean", "experiment mean", "difference", "95% CI", "verdict",
+                                   "floor note"]
     assert table.loc[("enhanced", "image_mae"), "difference"] == "-0.1000"
     assert table.loc[("enhanced", "image_mae"), "seeds"] == "2 vs 2"
     assert table.loc[("enhanced", "chrf"), "95% CI"] == "[5.00, 5.00]"

@@ -155,3 +155,109 @@ def test_an_executed_copy_names_no_folder_of_the_machine(tmp_path):
     recorded = nbformat.read(str(path), as_version=4).metadata["papermill"]
     assert recorded == {"input_path": "notebooks/02_experiment.ipynb", "output_path": "experiment.ipynb", "parameters": {"seed": 1}}
     assert str(tmp_path) not in path.read_text()
+
+
+# --------------------------------------------------------------------------- the report phase (issue 17, 16)
+
+REPORT_CELL = '''
+import pathlib
+with open(pathlib.Path(results_dir) / "executions.log", "a") as log:
+    log.write("report\\n")
+if (pathlib.Path(results_dir) / "fail-report").exists():
+    raise RuntimeError("report boom")
+print("comparison report for", scale, "update_reference" in dir() and update_reference)
+'''
+
+
+@pytest.fixture()
+def report_notebooks(tmp_path):
+    """Throwaway notebooks whose report fails while a flag file exists in the results root."""
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    shared = 'data = "auto"\nscale = "cpu"\nresults_dir = "../results"'
+    write_notebook(folder / runner.EXPLORATION_NOTEBOOK, shared, "print('explored', data)")
+    write_notebook(folder / runner.EXPERIMENT_NOTEBOOK, shared + '\nexperiment = "baseline"\nseed = 0\ndevice = "auto"',
+                   FAKE_EXPERIMENT)
+    write_notebook(folder / runner.REPORT_NOTEBOOK, shared + "\nupdate_reference = False", REPORT_CELL)
+    return folder
+
+
+def test_a_failed_report_is_neither_rebuilt_from_the_old_notebook_nor_announced(report_notebooks, tmp_path, capsys):
+    results_dir = tmp_path / "results"
+    html = results_dir / "synthetic-smoke" / "report.html"
+    assert run(report_notebooks, results_dir, "--only", "baseline") == 0
+    assert f"report: {html}" in capsys.readouterr().out
+    assert "comparison report for smoke True" in html.read_text()        # run_all.py asks to update
+    before = html.stat().st_mtime_ns
+
+    (results_dir / "fail-report").touch()
+    assert run(report_notebooks, results_dir, "--only", "baseline", "--force") == 1
+    captured = capsys.readouterr()
+    assert "\nreport: " not in captured.out and "report.html (" not in captured.out
+    assert "report.html not built: notebook 03 did not finish in this call" in captured.out
+    assert "RuntimeError: report boom" in captured.err
+    assert html.stat().st_mtime_ns == before                               # not rebuilt from the failed copy
+    assert not (results_dir / "synthetic-smoke" / "report_inputs.json").exists()
+
+    (results_dir / "fail-report").unlink()          # fixed: the next call builds it, though no input changed
+    assert run(report_notebooks, results_dir, "--only", "baseline") == 0
+    assert f"report: {html}\n" in capsys.readouterr().out
+    assert html.stat().st_mtime_ns != before
+
+
+def test_a_rerun_that_reuses_everything_starts_no_report_kernel_until_an_input_changes(report_notebooks, tmp_path, capsys):
+    results_dir = tmp_path / "results"
+    data_dir = results_dir / "synthetic-smoke"
+    assert run(report_notebooks, results_dir, "--only", "baseline") == 0
+    capsys.readouterr()
+    assert executions(results_dir).count("report") == 1
+    built = (data_dir / "report.html").stat().st_mtime_ns
+
+    assert run(report_notebooks, results_dir, "--only", "baseline") == 0
+    out = capsys.readouterr().out
+    assert "03_comparison_report: reused" in out and "0 ran, 3 reused" in out
+    assert "(unchanged: nothing it reads changed since it was built; report_inputs.json" in out
+    assert executions(results_dir).count("report") == 1                      # no kernel
+    assert (data_dir / "report.html").stat().st_mtime_ns == built
+
+    floors = data_dir / "floors.json"                                        # something the report reads
+    floors.write_text('{"median_image": {"image_mae": 0.2}}')
+    assert run(report_notebooks, results_dir, "--only", "baseline") == 0
+    assert "03_comparison_report: ok" in capsys.readouterr().out
+    assert executions(results_dir).count("report") == 2
+
+
+def test_the_plan_and_how_each_run_ended_are_recorded_for_the_report(notebooks_dir, tmp_path, capsys):
+    from storylib import reporting
+
+    results_dir = tmp_path / "results"
+    data_dir = results_dir / "synthetic-smoke"
+    assert run(notebooks_dir, results_dir, "--only", "baseline", "vae", "--seeds", "2") == 1
+    plan = reporting.read_plan(data_dir)
+    assert plan["experiments"] == ["baseline", "vae"] and plan["seeds"] == [0, 1]
+    assert plan["outcomes"]["vae/seed0"]["status"] == "failed"
+    assert "ValueError: boom in vae" in plan["outcomes"]["vae/seed0"]["error"]
+    unusable = reporting.unusable_runs(data_dir).set_index(["experiment", "seed"])
+    assert unusable.loc[("vae", 0), "status"] == "failed"
+    assert "cell 2: ValueError: boom in vae" in unusable.loc[("vae", 0), "why"]
+
+
+def test_data_that_names_a_file_says_it_is_a_file_not_a_folder(tmp_path, capsys):
+    readme = runner.NOTEBOOKS_DIR.parent / "README.md"
+    assert runner.main(["--data", str(readme), "--results-dir", str(tmp_path / "results")]) == runner.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"--data {readme}: {readme} is a file, not a folder" in err
+    assert "folder of parquet files" in err and "Nothing was run" in err
+    assert not (tmp_path / "results").exists()
+    parquet = tmp_path / "train-0.parquet"
+    parquet.write_bytes(b"PAR1")
+    with pytest.raises(runner.RunAllError, match=f"e.g. --data {tmp_path}"):
+        runner.check_data_source(str(parquet))
+
+
+def test_the_summary_lists_the_planned_runs_that_failed(notebooks_dir, tmp_path, capsys):
+    results_dir = tmp_path / "results"
+    assert run(notebooks_dir, results_dir, "--only", "baseline", "vae") == 1
+    out = capsys.readouterr().out
+    assert "Planned runs with no result (1 failed; plan: run_plan.json" in out
+    assert "- vae/seed0: failed: cell 2: ValueError: boom in vae" in out

@@ -68,6 +68,18 @@ class WindowSplit:
             return {}
         return {"continues": np.flatnonzero(~cuts), "cuts": np.flatnonzero(cuts)}
 
+    def pattern_groups(self) -> dict[str, np.ndarray]:
+        """Window indices of each shot pattern the split's stories follow (continuous, shot /
+        reverse shot, …), in sorted order; nothing when the data do not name patterns."""
+        if len(self.patterns) != len(self):
+            return {}
+        labels = np.asarray(self.patterns, dtype=object)
+        return {name: np.flatnonzero(labels == name) for name in sorted(set(self.patterns)) if name}
+
+    def window_groups(self) -> dict[str, np.ndarray]:
+        """Every group the image metrics are split by: the shot groups, then the patterns."""
+        return {**self.shot_groups(), **self.pattern_groups()}
+
     @property
     def image_size(self) -> tuple[int, int]:
         """(height, width) of the frames."""

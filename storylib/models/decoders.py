@@ -1,10 +1,14 @@
 """Decoders of :class:`storylib.models.StoryPredictor`: images and text from the story latent z.
 
+Every decoder is named in :mod:`storylib.models.registry` and built by its ``from_config``
+from the model config (and the image size, or the shared embedding).
+
 Image decoders map ``(z, context_frames) → frame`` in [0, 1]:
 
 - :class:`ConvImageDecoder` decodes from z alone (Linear → 3 ConvTranspose → sigmoid);
 - :class:`ResidualUNetDecoder` predicts last context frame + a decoded change from a small
-  U-Net over the four stacked context frames, conditioned on z by FiLM at the bottleneck.
+  U-Net over the four stacked context frames, conditioned on z by FiLM at the bottleneck;
+- :class:`storylib.models.warp.WarpImageDecoder` retrieves a context frame and warps it.
 
 Text decoders map ``(input_ids, z, memory) → scores (B,T,V)`` with an explicit recurrent
 ``state`` so that teacher forcing and greedy generation run through the same code:
@@ -25,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from storylib.config import ModelConfig
+from storylib.data.windows import CONTEXT_FRAMES
 from storylib.models.encoders import PAD_ID, group_norm
 
 
@@ -55,6 +61,10 @@ class ConvImageDecoder(nn.Module):
             nn.ConvTranspose2d(quarter, 3, 4, stride=2, padding=1),
         )
 
+    @classmethod
+    def from_config(cls, config: ModelConfig, image_size: tuple[int, int]) -> "ConvImageDecoder":
+        return cls(config.latent_dim, config.decoder_channels, image_size)
+
     def forward(self, z: torch.Tensor, context_frames: torch.Tensor | None = None) -> torch.Tensor:
         maps = self.project(z).view(z.size(0), *self.start_shape)
         return _crop(torch.sigmoid(self.upsample(maps)), self.image_size)
@@ -75,7 +85,7 @@ class ResidualUNetDecoder(nn.Module):
     learning a change that lowers the loss.
     """
 
-    def __init__(self, latent_dim: int, base_channels: int, image_size: tuple[int, int], frames: int = 4):
+    def __init__(self, latent_dim: int, base_channels: int, image_size: tuple[int, int], frames: int = CONTEXT_FRAMES):
         super().__init__()
         c = base_channels
         self.image_size = image_size
@@ -91,6 +101,10 @@ class ResidualUNetDecoder(nn.Module):
         self.change = nn.Conv2d(c, 3, 3, padding=1)
         nn.init.zeros_(self.change.weight)
         nn.init.zeros_(self.change.bias)
+
+    @classmethod
+    def from_config(cls, config: ModelConfig, image_size: tuple[int, int]) -> "ResidualUNetDecoder":
+        return cls(config.latent_dim, max(8, config.decoder_channels // 4), image_size)
 
     def forward(self, z: torch.Tensor, context_frames: torch.Tensor) -> torch.Tensor:
         height, width = context_frames.shape[-2:]
@@ -165,6 +179,11 @@ class LSTMTextDecoder(LatentInitialisedLSTM):
         super().__init__(embedding, hidden, layers, latent_dim, dropout, embedding.embedding_dim)
         self.head = VocabularyHead(hidden, embedding, tie)
 
+    @classmethod
+    def from_config(cls, config: ModelConfig, embedding: nn.Embedding) -> "LSTMTextDecoder":
+        return cls(embedding, config.text_hidden, config.lstm_layers, config.latent_dim, config.dropout,
+                   config.tie_embeddings)
+
     def forward(self, input_ids, z, memory=None, state=None, before=None):  # noqa: D401 - see module docs
         """input_ids (B,T) → (logits (B,T,V), state, None). ``memory`` and ``before`` are unused here."""
         state = self.initial_state(z) if state is None else state[:2]
@@ -210,6 +229,12 @@ class CopyTextDecoder(LatentInitialisedLSTM):
         self.head = VocabularyHead(hidden + memory_dim, embedding, tie)
         self.gate = nn.Linear(hidden + memory_dim + embedding.embedding_dim, 1)
         self.coverage_weight = nn.Parameter(torch.zeros(()))
+
+    @classmethod
+    def from_config(cls, config: ModelConfig, embedding: nn.Embedding) -> "CopyTextDecoder":
+        # the memory is the text encoder's token states, text_hidden wide
+        return cls(embedding, config.text_hidden, config.lstm_layers, config.latent_dim, config.text_hidden,
+                   CONTEXT_FRAMES, config.dropout, config.tie_embeddings)
 
     def forward(self, input_ids, z, memory, state=None, before=None):
         """input_ids (B,T); memory {"states" (B,S,M), "ids" (B,S), "padding" (B,S), "frame" (S,)};

@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from storylib.config import ExperimentConfig, ModelConfig
-from storylib.models.decoders import ConvImageDecoder, CopyTextDecoder, LSTMTextDecoder, ResidualUNetDecoder
+from storylib.models.decoders import ConvImageDecoder
 from storylib.models.encoders import PAD_ID, CrossModalAttention, FrameImageEncoder, StoryEncoder, TextEncoder
+from storylib.models.registry import decoder_class
 
 
 @dataclass
@@ -63,7 +64,6 @@ class StoryPredictor(nn.Module):
         super().__init__()
         self.config, self.vocab_size, self.image_size, self.image_loss = config, vocab_size, tuple(image_size), image_loss
         c = config
-        frames = 4
         self.embedding = nn.Embedding(vocab_size, c.embedding_dim, padding_idx=PAD_ID)
         self.image_encoder = FrameImageEncoder(list(c.backbone_channels), self.image_size, c.image_feature_dim)
         self.text_encoder = TextEncoder(self.embedding, c.text_hidden, c.lstm_layers, c.dropout)
@@ -83,22 +83,9 @@ class StoryPredictor(nn.Module):
         else:
             self.to_latent = nn.Linear(self.story_encoder.out_dim, c.latent_dim)
 
-        if c.image_decoder == "residual":
-            self.image_decoder: nn.Module = ResidualUNetDecoder(
-                c.latent_dim, max(8, c.decoder_channels // 4), self.image_size, frames
-            )
-        else:
-            self.image_decoder = ConvImageDecoder(c.latent_dim, c.decoder_channels, self.image_size)
-        self.context_decoder = ConvImageDecoder(c.latent_dim, c.decoder_channels, self.image_size)
-
-        if c.text_decoder == "copy":
-            self.text_decoder: nn.Module = CopyTextDecoder(
-                self.embedding, c.text_hidden, c.lstm_layers, c.latent_dim, c.text_hidden, frames, c.dropout, c.tie_embeddings
-            )
-        else:
-            self.text_decoder = LSTMTextDecoder(
-                self.embedding, c.text_hidden, c.lstm_layers, c.latent_dim, c.dropout, c.tie_embeddings
-            )
+        self.image_decoder: nn.Module = decoder_class("image", c.image_decoder).from_config(c, self.image_size)
+        self.context_decoder = ConvImageDecoder.from_config(c, self.image_size)
+        self.text_decoder: nn.Module = decoder_class("text", c.text_decoder).from_config(c, self.embedding)
 
     # ------------------------------------------------------------------ encoding
 
@@ -190,6 +177,8 @@ class StoryPredictor(nn.Module):
         """k frames per window from z ~ N(μ, σ²) (VAE) or k copies of the deterministic frame → (B,k,3,H,W).
         ``encoded``: ``self.encode(batch, sample=False)`` when the caller has it already."""
         z, mu, logvar, _, _ = self.encode(batch, sample=False) if encoded is None else encoded
+        if mu is None:  # deterministic: one decoding, k views of it (eval mode draws nothing)
+            return self.image_decoder(z, batch["context_frames"]).unsqueeze(1).expand(-1, k, -1, -1, -1)
         frames = []
         for _ in range(k):
             if mu is not None:

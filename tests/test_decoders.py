@@ -1,0 +1,224 @@
+"""Decoders behind one registry, and the retrieve-and-warp decoder of the learning family."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from storylib.classical import shift_images
+from storylib.config import ConfigError, available_experiments, load_experiment_config
+from storylib.data.dataset import WindowSplit
+from storylib.evaluation import best_of_k, evaluate, group_means
+from storylib.models import build_model
+from storylib.models.motion import FRAME_PAIRS, pair_motion
+from storylib.models.registry import decoder_class, decoder_names
+from storylib.models.warp import WarpImageDecoder, translate
+from tests.helpers_fake_data import WORDS, FakeTokenizer, make_batch, make_split, tiny_config
+
+SIZE = (24, 40)
+
+
+def smooth_frames(count: int, size: tuple[int, int] = SIZE, seed: int = 0) -> torch.Tensor:
+    """(count, 3, H, W) images of smooth random blobs: textured enough for a shift search to lock on."""
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(count, 3, size[0] // 4, size[1] // 4, generator=generator)
+    return torch.nn.functional.interpolate(coarse, size=size, mode="bicubic", align_corners=False).clamp(0.05, 0.95)
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+def test_the_registry_names_every_decoder_and_builds_each_from_the_config():
+    assert decoder_names("image") == ("conv", "residual", "warp")
+    assert decoder_names("text") == ("lstm", "copy")
+    assert decoder_class("image", "warp") is WarpImageDecoder
+    model = build_model(tiny_config("baseline", **{"model.image_decoder": "warp"}), len(WORDS), SIZE)
+    assert isinstance(model.image_decoder, WarpImageDecoder)
+
+
+def test_an_unknown_decoder_name_names_the_file_the_key_and_the_known_names(tmp_path):
+    (tmp_path / "typo.yaml").write_text(yaml.safe_dump({"model": {"image_decoder": "wrap"}}))
+    with pytest.raises(ConfigError) as error:
+        load_experiment_config("typo", "cpu", params_dir=tmp_path)
+    message = str(error.value)
+    assert "typo.yaml" in message and "'model.image_decoder'" in message and "'wrap'" in message
+    assert "conv, residual, warp" in message
+    (tmp_path / "typo.yaml").write_text(yaml.safe_dump({"model": {"text_decoder": "gpt"}}))
+    with pytest.raises(ConfigError, match=r"typo\.yaml: key 'model\.text_decoder': unknown text decoder 'gpt'; "
+                                          r"known text decoders: lstm, copy"):
+        load_experiment_config("typo", "cpu", params_dir=tmp_path)
+
+
+def test_adding_an_experiment_needs_only_its_yaml_file(tmp_path):
+    """A new experiment file in a params folder is listed, loads at every scale and builds."""
+    import shutil
+
+    from storylib.config import PARAMS_DIR
+
+    shutil.copytree(PARAMS_DIR, tmp_path / "params")
+    (tmp_path / "params" / "shots_wide.yaml").write_text("extends: shots\nmodel:\n  latent_dim: 96\n")
+    assert "shots_wide" in available_experiments(tmp_path / "params")
+    for scale in ("smoke", "cpu", "full"):
+        config = load_experiment_config("shots_wide", scale, params_dir=tmp_path / "params")
+        assert config.model.latent_dim == 96 and config.model.image_decoder == "warp"
+    model = build_model(config, len(WORDS), SIZE)
+    assert model.image_decoder.head[0].in_features > 96
+
+
+def test_a_family_states_its_scale_settings_once_and_its_experiments_inherit_them():
+    for experiment in ("shots", "shots_crossmodal", "shots_vae", "shots_both"):
+        config = load_experiment_config(experiment, "cpu")
+        assert (config.train.epochs, config.train.batch_size) == (15, 32), experiment
+        assert load_experiment_config(experiment, "smoke").train.epochs == 1  # the smoke overlay still rules
+    assert load_experiment_config("enhanced", "cpu").train.epochs == 3
+
+
+def test_a_scales_block_naming_an_unknown_scale_is_an_error(tmp_path):
+    (tmp_path / "odd.yaml").write_text("scales:\n  gpu:\n    train:\n      epochs: 2\n")
+    with pytest.raises(ConfigError, match=r"odd\.yaml: key 'scales\.gpu': no such scale; choose among smoke, cpu, full"):
+        load_experiment_config("odd", "cpu", params_dir=tmp_path)
+    (tmp_path / "odd.yaml").write_text("scales:\n  cpu:\n    train:\n      epoch: 2\n")
+    with pytest.raises(ConfigError, match=r"odd\.yaml \(scales\.cpu\): unknown key 'train\.epoch'"):
+        load_experiment_config("odd", "cpu", params_dir=tmp_path)
+
+
+# --------------------------------------------------------------------------- motion features and the warp
+
+
+def test_translate_reproduces_a_hand_made_integer_shift():
+    images = smooth_frames(2)
+    shifts = torch.tensor([[2, 5], [-3, -4]])
+    moved = translate(images, shifts.float())
+    expected = shift_images(images, shifts)
+    assert torch.allclose(moved, expected, atol=1e-5)
+    assert torch.allclose(translate(images, torch.zeros(2, 2)), images, atol=1e-6)
+
+
+def test_pair_motion_finds_a_hand_made_shift_and_gain():
+    first = smooth_frames(1, seed=3)
+    gain = torch.tensor([1.2, 0.9, 1.0])
+    moved = shift_images(first, torch.tensor([[2, 6]]))
+    unrelated = smooth_frames(1, seed=4)
+    relit = first * gain[None, :, None, None]
+    frames = torch.stack([first, moved, unrelated, relit], dim=1)  # (1, 4, 3, H, W)
+    motion = pair_motion(frames)
+    shifted = FRAME_PAIRS.index((0, 1))
+    assert motion["shift"][0, shifted].tolist() == pytest.approx([2.0, 6.0], abs=0.5)
+    repeat = FRAME_PAIRS.index((0, 3))  # frame 4 is frame 1 relit: no shift, no cost once gain-corrected
+    assert motion["log_gain"][0, repeat].tolist() == pytest.approx(gain.log().tolist(), abs=1e-5)
+    # the parabola through an L1 cost's V refines a perfect match by a few hundredths of a pixel
+    assert motion["shift"][0, repeat].tolist() == pytest.approx([0.0, 0.0], abs=0.1)
+    assert float(motion["best_cost"][0, repeat]) == pytest.approx(0.0, abs=1e-5)
+    assert float(motion["zero_cost"][0, shifted]) > 3 * float(motion["best_cost"][0, shifted])
+    cut = FRAME_PAIRS.index((1, 2))  # a cut: costly at every shift
+    assert float(motion["best_cost"][0, cut]) > 3 * float(motion["best_cost"][0, shifted])
+
+
+def test_the_untrained_warp_decoder_predicts_frame_4():
+    torch.manual_seed(0)
+    context = torch.stack([smooth_frames(3, seed=s) for s in range(4)], dim=1)
+    decoder = WarpImageDecoder(latent_dim=8, channels=4, hidden=16)
+    predicted = decoder(torch.randn(3, 8), context)
+    # frame 4's selection weight starts at 1 − 3·e⁻¹⁰: within 2·10⁻⁴ of frame 4 at every pixel
+    assert (predicted - context[:, -1]).abs().max().item() < 2e-4
+    plan = decoder.plan(torch.randn(3, 8), context)
+    assert plan["shift"].abs().max().item() == 0.0 and plan["log_gain"].abs().max().item() == 0.0
+    assert plan["weights"][:, -1].tolist() == pytest.approx([1 - 3 * math.exp(-10)] * 3, abs=1e-7)
+
+
+def test_the_warp_decoder_learns_to_return_an_earlier_view():
+    """Shot / reverse shot A B A B → A: a few steps of Adam move the selection off frame 4."""
+    torch.manual_seed(0)
+    view_a, view_b = smooth_frames(8, seed=1), smooth_frames(8, seed=2)
+    context = torch.stack([view_a, view_b, view_a, view_b], dim=1)
+    decoder = WarpImageDecoder(latent_dim=4, channels=4, hidden=16)
+    optimizer = torch.optim.Adam(decoder.parameters(), lr=0.05)
+    z = torch.zeros(8, 4)
+    before = (decoder(z, context) - view_a).abs().mean().item()
+    for _ in range(40):
+        loss = (decoder(z, context) - view_a).abs().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = (decoder(z, context) - view_a).abs().mean().item()
+    assert after < 0.2 * before
+
+
+# --------------------------------------------------------------------------- best-of-K and patterns
+
+
+def test_best_of_k_and_diversity_on_hand_made_samples():
+    target = torch.zeros(1, 3, 2, 2)
+    samples = torch.stack([torch.full((3, 2, 2), v) for v in (0.5, 0.1, 0.3)]).unsqueeze(0)  # (1, 3, 3, 2, 2)
+    best, diversity = best_of_k(samples, target)
+    assert best.tolist() == pytest.approx([0.1])
+    assert diversity.tolist() == pytest.approx([(0.4 + 0.2 + 0.2) / 3])
+    best, diversity = best_of_k(samples[:, :1], target)
+    assert best.tolist() == pytest.approx([0.5]) and diversity.tolist() == [0.0]
+
+
+def test_best_of_k_equals_the_mae_of_a_deterministic_model():
+    torch.manual_seed(0)
+    cfg = tiny_config("shots")
+    model = build_model(cfg, len(WORDS), SIZE)
+    result = evaluate(model, make_split(5, SIZE), FakeTokenizer(), cfg)
+    assert result.metrics["image_mae_best_of_k"] == result.metrics["image_mae"]
+    assert result.metrics["sample_diversity"] == 0.0
+    assert result.metrics["best_of_k"] == 5
+
+
+def test_a_vae_samples_different_frames_reproducibly():
+    torch.manual_seed(0)
+    cfg = tiny_config("shots_vae")
+    model = build_model(cfg, len(WORDS), SIZE)
+    with torch.no_grad():  # a wide posterior, so the samples differ visibly
+        model.to_logvar.bias.fill_(2.0)
+        model.image_decoder.head[-1].weight.normal_(0, 0.5)
+    split = make_split(5, SIZE)
+    result = evaluate(model, split, FakeTokenizer(), cfg)
+    assert result.metrics["sample_diversity"] > 0
+    # the samples are drawn around μ, not at it: their best differs from the MAE at μ ...
+    assert result.metrics["image_mae_best_of_k"] != result.metrics["image_mae"]
+    # ... and is drawn from the run's seed, so a second evaluation gives the same figure
+    assert evaluate(model, split, FakeTokenizer(), cfg).metrics["image_mae_best_of_k"] == result.metrics["image_mae_best_of_k"]
+
+
+def labelled_split(patterns: list[str], cuts: list[bool]) -> WindowSplit:
+    split = make_split(len(patterns), SIZE)
+    split.patterns = patterns
+    split.shot_cuts = np.array(cuts)
+    return split
+
+
+def test_metrics_by_pattern_on_hand_made_windows():
+    split = labelled_split(["continuous", "shot_reverse", "shot_reverse", "irregular"], [False, True, True, False])
+    values = {"image_mae": np.array([0.1, 0.2, 0.4, 0.8])}
+    window_index = np.array([3, 2, 1, 0])  # the values of windows in another order than the split's
+    means = group_means(values, window_index, split, ("image_mae",))
+    assert means["image_mae_continuous"] == pytest.approx(0.8)
+    assert means["image_mae_shot_reverse"] == pytest.approx(0.3)
+    assert means["image_mae_irregular"] == pytest.approx(0.1)
+    assert means["image_mae_continues"] == pytest.approx(0.45) and means["image_mae_cuts"] == pytest.approx(0.3)
+    counts = {key[len("num_windows_"):]: value for key, value in means.items() if key.startswith("num_windows_")}
+    assert counts == {"continues": 2, "cuts": 2, "continuous": 1, "irregular": 1, "shot_reverse": 2}
+
+
+def test_a_group_without_windows_gives_nan_and_a_count_of_zero():
+    split = labelled_split(["continuous", "continuous"], [False, False])
+    means = group_means({"image_mae": np.array([0.1, 0.3])}, np.array([0, 1]), split, ("image_mae",))
+    assert math.isnan(means["image_mae_cuts"]) and means["num_windows_cuts"] == 0
+    assert means["image_mae_continuous"] == pytest.approx(0.2)
+
+
+def test_every_experiment_of_the_learning_family_builds_with_the_warp_and_copy_decoders():
+    learning = [e for e in available_experiments() if load_experiment_config(e, "cpu").model.image_decoder == "warp"]
+    assert learning == ["shots", "shots_both", "shots_crossmodal", "shots_vae"]
+    for experiment in learning:
+        model = build_model(tiny_config(experiment), len(WORDS), SIZE)
+        out = model(make_batch(make_split(2, SIZE), 2))
+        assert out.predicted_frame.shape == (2, 3, *SIZE)
+        assert type(model.text_decoder).__name__ == "CopyTextDecoder"
