@@ -74,15 +74,16 @@ results_dir = "auto"
 # %%
 import storylib.experiment
 from storylib import reporting
-from storylib.data import exploration, load_stories, prepare_data, resolve_source
-from storylib.floors import compute_floors, shot_split_table
+from storylib.data import exploration, prepare_data
+from storylib.floors import shot_split_table
 
 # %% [markdown]
 # The data settings every experiment of this scale shares (source made concrete; `STORYLIB_SCALE`
 # overrides the scale, as in the experiments).
 
 # %%
-data_config = storylib.experiment.planned_config("baseline", data, scale).data
+settings = storylib.experiment.planned_config("baseline", data, scale)
+data_config = settings.data
 
 # %% [markdown]
 # Those settings: source, image size, window mode, tokenizer, split and size limits.
@@ -91,19 +92,20 @@ data_config = storylib.experiment.planned_config("baseline", data, scale).data
 data_config
 
 # %% [markdown]
-# The raw stories (train and test splits of the source).
-
-# %%
-stories, source = load_stories(data_config)
-stories
-
-# %% [markdown]
 # The windows, cached once and shared by all experiments: stories, windows and skipped stories
-# per split.
+# per split (the first run builds the cache and says so, split by split).
 
 # %%
 prepared = prepare_data(data_config)
 exploration.split_table(prepared)
+
+# %% [markdown]
+# The raw stories of the source (train and test splits): their texts and image counts, kept
+# beside the cache after the first run.
+
+# %%
+stories = exploration.story_summary(data_config, prepared)
+exploration.story_table(stories)
 
 # %% [markdown]
 # Skipped stories by reason (`gdi_count_mismatch`: the story text does not describe every
@@ -140,7 +142,7 @@ exploration.entity_counts(stories["train"])
 # One story: every frame with its parsed description.
 
 # %%
-exploration.plot_story(stories["train"], 0)
+exploration.plot_story(exploration.story_with_images(data_config, 0), 0)
 
 # %% [markdown]
 # The prediction task on one window: the model sees the 4 context frames and their descriptions
@@ -167,9 +169,10 @@ exploration.plot_shot_strip(prepared.test)
 # The floors on the test windows, split by whether the shot continues or cuts at frame 5: copying
 # the last frame is strong where the shot continues and weaker than the median image where it
 # cuts. The oracle (the context frame closest to the truth) peeks at the target: a reference.
+# They are computed once into the results folder, where every experiment reads them.
 
 # %%
-floors, _ = compute_floors(prepared)
+floors = exploration.shared_floors(settings, prepared, reporting.results_folder(results_dir, data, scale))
 shot_split_table(floors)
 
 # %% [markdown]

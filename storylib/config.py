@@ -4,7 +4,8 @@ A run's configuration is built in three layers, each overriding the one before:
 
 1. ``params/<experiment>.yaml``   the experiment (model flags, optimiser, loss weights);
 2. ``params/scales/<scale>.yaml`` the scale overlay (``smoke``, ``cpu``, ``full``), applied
-   identically to every experiment so that a comparison at one scale is fair; then the
+   identically to every experiment so that a comparison at one scale is fair (its ``at_most:``
+   section holds upper bounds, a miniature's narrower text side, rather than values); then the
    ``scales: {<scale>: …}`` block of the experiment's files, where a model family states once
    what it needs at a scale (the learning family's cpu epochs), inherited through ``extends:``;
 3. explicit overrides (the notebook's ``parameters`` cell), as a nested dict or dotted keys.
@@ -339,6 +340,32 @@ def _scale_blocks(path: Path, blocks: Any) -> dict:
     return {name: block or {} for name, block in blocks.items()}
 
 
+# A scale overlay's ``at_most:`` section holds upper bounds: a value above its bound is cut to
+# it, a value below is kept. It shrinks the wide models of a miniature scale (the published
+# family's 512-wide embeddings) without widening the narrow ones (the course baseline's 16),
+# by one rule that every experiment gets alike.
+AT_MOST_KEY = "at_most"
+
+
+def _apply_upper_bounds(target: Any, bounds: Mapping[str, Any], source: str, prefix: str = "") -> None:
+    """``value = min(value, bound)`` for every numeric key of ``bounds``, validated like a value."""
+    if not isinstance(bounds, Mapping):
+        raise ConfigError(f"{source}: '{prefix.rstrip('.')}' must be a mapping, got {bounds!r}")
+    fields = {f.name: f for f in dataclasses.fields(target)}
+    for key, bound in bounds.items():
+        dotted = f"{prefix}{key}"
+        if key not in fields:
+            raise ConfigError(f"{source}: unknown key '{dotted}'; allowed keys here: {', '.join(sorted(fields))}")
+        current = getattr(target, key)
+        if dataclasses.is_dataclass(current):
+            _apply_upper_bounds(current, bound, source, prefix=f"{dotted}.")
+            continue
+        if isinstance(current, bool) or not isinstance(current, (int, float)):
+            raise ConfigError(f"{source}: key '{dotted}': only numbers can have an upper bound")
+        bound = _check_value(fields[key], bound, f"{source}: key '{dotted}'")
+        setattr(target, key, min(current, bound))
+
+
 def load_experiment_config(
     experiment: str,
     scale: str = "cpu",
@@ -362,7 +389,13 @@ def load_experiment_config(
     config.name, config.scale = experiment, scale
     scale_file = params_dir / "scales" / f"{scale}.yaml"
     if scale_file.is_file():
-        _apply(config, _read_yaml(scale_file), str(scale_file))
+        scale_values = _read_yaml(scale_file)
+        bounds = scale_values.pop(AT_MOST_KEY, None)
+        _apply(config, scale_values, str(scale_file))
+        if bounds is not None:
+            _apply_upper_bounds(config, bounds, str(scale_file), prefix=f"{AT_MOST_KEY}.")
+    # a family's own block comes after the shared overlay and its bounds: what a family states
+    # for a scale, it gets
     for layer_file, block in family_scales:
         if block:
             _apply(config, block, f"{layer_file} ({SCALES_KEY}.{scale})")

@@ -212,15 +212,19 @@ def evaluate(model, split: WindowSplit, tokenizer, cfg: ExperimentConfig, device
     with torch.no_grad(), torch.random.fork_rng(devices=[]), autocast:
         torch.manual_seed(cfg.seed)  # VAE samples are reproducible and leave the global RNG alone
         for batch in iterate_batches(split, cfg.eval.batch_size, device=device):
-            out = model(batch)
+            # one encoding serves the frame, the greedy text and the samples (eval mode: z = μ)
+            encoded = model.encode(batch, sample=False)
+            out = model(batch, encoded=encoded)
             scorer.update(out.predicted_frame, batch["target_frame"])
-            best_mae, diversity = best_of_k(model.sample_frames(batch, cfg.eval.best_of_k), batch["target_frame"])
+            best_mae, diversity = best_of_k(model.sample_frames(batch, cfg.eval.best_of_k, encoded=encoded),
+                                            batch["target_frame"])
             best_maes.append(best_mae.double().cpu().numpy())
             diversities.append(diversity.double().cpu().numpy())
             sums, counts = token_nll(out.text_logits, batch["target_text_ids"])
             nll_sums.append(sums.cpu())
             token_counts.append(counts.cpu())
-            generated = model.generate_text(batch, cfg.eval.max_generation_length, eos_id=tokenizer.eos_id)
+            generated = model.generate_text(batch, cfg.eval.max_generation_length, eos_id=tokenizer.eos_id,
+                                            encoded=encoded)
             generated_texts += [tokenizer.decode(row) for row in generated.tolist()]
             target_texts += [tokenizer.decode(row) for row in batch["target_text_ids"].tolist()]
             indices.append(batch["window_index"].cpu())
@@ -229,7 +233,9 @@ def evaluate(model, split: WindowSplit, tokenizer, cfg: ExperimentConfig, device
                 saved_frames.append(to_uint8(out.predicted_frame[:missing]))
                 if cfg.model.vae:
                     part = {k: v[:missing] for k, v in batch.items()}
-                    saved_samples.append(to_uint8(model.sample_frames(part, cfg.model.vae_samples)))
+                    z, mu, logvar = (value[:missing] for value in encoded[:3])
+                    samples = model.sample_frames(part, cfg.model.vae_samples, encoded=(z, mu, logvar, None, None))
+                    saved_samples.append(to_uint8(samples))
 
     nll, count = torch.cat(nll_sums), torch.cat(token_counts)
     text_metrics, text_windows = score_texts(generated_texts, target_texts)

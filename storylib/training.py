@@ -4,7 +4,8 @@ Loss = image_weight·L_image + text_weight·L_text + context_weight·L_context +
 each term coming unweighted from :meth:`StoryPredictor.forward` and logged per epoch.
 
 Every epoch writes ``metrics.csv``, ``loss_curve.png`` and ``checkpoints/last.pt`` (plus
-``best.pt`` when the validation loss improves, and ``visualizations/epoch_XXX.png`` when asked).
+``best.pt`` when the validation loss improves, and ``visualizations/epoch_XXX.png`` when asked;
+best.pt leaves out the optimiser, scheduler and scaler states, which only resuming needs).
 A checkpoint holds state dicts only (model, optimiser, scheduler, grad scaler, the three RNG
 states, epoch, best validation loss, resolved config, metrics history) and is loaded with
 ``torch.load(..., weights_only=True)``. Resuming from it continues the same trajectory: the
@@ -153,6 +154,16 @@ def save_checkpoint(path: Path, state: dict) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+# What best.pt leaves out of a training state: it is read for its weights (scoring, reuse) and
+# its history, never resumed from (last.pt is), and AdamW's two moments are twice the weights.
+RESUME_ONLY_KEYS = ("optimizer", "scheduler", "scaler")
+
+
+def best_checkpoint_state(state: dict) -> dict:
+    """``state`` without :data:`RESUME_ONLY_KEYS`: a third of the bytes of a full checkpoint."""
+    return {key: value for key, value in state.items() if key not in RESUME_ONLY_KEYS}
+
+
 def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict:
     """Read a checkpoint written by :func:`save_checkpoint` (``weights_only=True``)."""
     path = Path(path)
@@ -291,8 +302,9 @@ def plot_predictions(model: StoryPredictor, split: WindowSplit, tokenizer, cfg: 
     batch = make_batch(split, np.arange(count), device)
     model.eval()
     with torch.no_grad():
-        predicted = model(batch).predicted_frame.float().clamp(0, 1).cpu()
-        generated = model.generate_text(batch, cfg.eval.max_generation_length, eos_id=tokenizer.eos_id)
+        encoded = model.encode(batch, sample=False)  # once for the frame and the text
+        predicted = model(batch, encoded=encoded).predicted_frame.float().clamp(0, 1).cpu()
+        generated = model.generate_text(batch, cfg.eval.max_generation_length, eos_id=tokenizer.eos_id, encoded=encoded)
     figure, axes = plt.subplots(count, 6, figsize=(13, 2.1 * count), squeeze=False)
     headings = ["frame 1", "frame 2", "frame 3", "frame 4", "frame 5 (true)", "frame 5 (predicted)"]
     for row in range(count):
@@ -430,5 +442,5 @@ def train(
         }
         save_checkpoint(last_path, state)
         if improved:
-            save_checkpoint(checkpoint_dir / "best.pt", state)
+            save_checkpoint(checkpoint_dir / "best.pt", best_checkpoint_state(state))
     return pd.DataFrame(history, columns=METRIC_COLUMNS)

@@ -11,6 +11,13 @@ order; the window number is shown beside it.
 Rendering uses ``widgets.Image`` (PNG bytes) and ``widgets.HTML`` only: an ``Output`` widget
 breaks nbval. The view is laid out for a notebook 1,200 px wide (five 200 px columns; rows wrap).
 
+Speed (a control change answers within half a second): the runs of the folder are listed once
+(checking that a run is current reads its files, 1.3 s per listing on the reference folder);
+a run's per-window table is read on first use and its frames decompressed only when one of
+them is shown; PNGs are cached, and a widget whose PNG did not change is not sent again.
+In a kernel, a control change shows a busy line at once and renders on a worker thread; a
+render that a later change overtook is dropped, so the last change always wins.
+
 What a notebook shows does not depend on guessing the front end: :meth:`FrameBrowser.show`
 displays one mime bundle holding the widget view *and* a static PNG of the same view. JupyterLab
 renders the widget; papermill, nbconvert and report.html (no widget state, no kernel) show the
@@ -23,8 +30,11 @@ import base64
 import html
 import io
 import json
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -32,7 +42,7 @@ from matplotlib.figure import Figure
 from PIL import Image as PILImage
 
 from storylib.reporting import (MIN_FONT_PT, SUBSET_FILE, Panel, ResultsFolder, floor_row_label, frame_to_hwc,
-                                panel_figure, short_text)
+                                panel_figure, run_folders, short_text)
 
 ORDERS = ("window order", "worst first", "best first")
 SHOWN_METRICS = (("image_mae", "MAE", 3), ("image_ssim", "SSIM", 3), ("image_psnr", "PSNR", 1),
@@ -43,6 +53,82 @@ SPREAD_METRICS = ("image_mae", "chrf")
 NOTEBOOK_WIDTH_PX = 1200
 _LABELLED = {"description_width": "initial"}          # labels never cut to the default 80 px
 _CAPTION = '<div style="white-space:normal;overflow-wrap:anywhere;line-height:1.35;font-size:12px">{}</div>'
+PNG_CACHE_SIZE = 512  # PNGs kept (a few KB each): every frame of a few dozen windows
+BUSY_HTML = "<i>working…</i>"
+
+
+class LatestOnly:
+    """Runs render jobs so that only the latest request's result is applied.
+
+    :meth:`request` numbers each request and hands ``job(number)`` to ``submit`` (a worker
+    thread in a kernel, a direct call otherwise); a job calls :meth:`is_current` before it
+    applies its result and drops it when a later request came in meanwhile. The numbering is
+    the whole "last change wins" logic, so tests drive it with a ``submit`` that runs jobs
+    in any order.
+    """
+
+    def __init__(self, submit: Callable[[Callable[[], None]], object]):
+        self._submit = submit
+        self._lock = threading.Lock()
+        self._latest = 0
+
+    def request(self, job: Callable[[int], None]) -> int:
+        with self._lock:
+            self._latest += 1
+            number = self._latest
+        self._submit(lambda: job(number))
+        return number
+
+    def is_current(self, number: int) -> bool:
+        with self._lock:
+            return number == self._latest
+
+
+class RunFiles:
+    """The saved outputs of the runs of one results folder, read lazily and kept.
+
+    A run's ``predictions.csv`` is read on first use (per-window metrics and texts); each array
+    of its ``predictions.npz`` is decompressed only when a frame of it is shown.
+    """
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = data_dir
+        self._lock = threading.Lock()
+        self._tables: dict[tuple[str, int], pd.DataFrame] = {}
+        self._arrays: dict[tuple[str, int, str], dict[int, np.ndarray] | None] = {}
+        self.seeds: dict[str, list[int]] = {}
+        for experiment, folder, stale in run_folders(data_dir):   # one listing for the whole session
+            if stale is None:
+                self.seeds.setdefault(experiment, []).append(int(folder.name[4:]))
+
+    def table(self, experiment: str, seed: int) -> pd.DataFrame:
+        key = (experiment, seed)
+        with self._lock:
+            if key not in self._tables:
+                path = self.data_dir / experiment / f"seed{seed}" / "predictions.csv"
+                self._tables[key] = (pd.read_csv(path, keep_default_na=False).set_index("window_index")
+                                     if path.is_file() else pd.DataFrame())
+            return self._tables[key]
+
+    def metrics(self, experiment: str, window: int, seed: int) -> dict:
+        table = self.table(experiment, seed)
+        return {} if table.empty or window not in table.index else table.loc[window].to_dict()
+
+    def frame(self, name: str, experiment: str, window: int, seed: int) -> np.ndarray | None:
+        """Row ``window`` of array ``name`` (``predicted_frame``, ``vae_samples``) of the run."""
+        key = (experiment, seed, name)
+        with self._lock:
+            if key not in self._arrays:
+                self._arrays[key] = None
+                path = self.data_dir / experiment / f"seed{seed}" / "predictions.npz"
+                if path.is_file():
+                    with np.load(path) as loaded:
+                        if name in loaded.files and "window_index" in loaded.files:
+                            rows = loaded["window_index"]
+                            values = loaded[name]
+                            self._arrays[key] = {int(w): values[i] for i, w in enumerate(rows)}
+            by_window = self._arrays[key]
+        return None if by_window is None else by_window.get(int(window))
 
 
 def png_bytes(frames: np.ndarray) -> bytes:
@@ -115,10 +201,18 @@ class FrameBrowser:
     """
 
     def __init__(self, data_dir: Path | str, experiments: Sequence[str] | None = None,
-                 seed: int | None = None, image_width: int = 200):
+                 seed: int | None = None, image_width: int = 200, background: bool | None = None):
+        """``background``: render control changes on a worker thread (default: when running
+        in a kernel). The first view is always rendered before this returns."""
         import ipywidgets as widgets
 
         self.folder = ResultsFolder(data_dir)
+        self.runs = RunFiles(self.folder.data_dir)
+        self._png_cache: OrderedDict[tuple, bytes] = OrderedDict()
+        if background is None:
+            background = _in_kernel()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="frame-browser") if background else None
+        self.renders = LatestOnly(self._executor.submit if self._executor else (lambda job: job()))
         self.image_width = image_width
         subset = self.folder.data_dir / SUBSET_FILE
         recorded = json.loads(subset.read_text()) if subset.is_file() else None
@@ -131,7 +225,7 @@ class FrameBrowser:
         self.window_label = widgets.HTML()
         self.order = widgets.Dropdown(options=ORDERS, value=ORDERS[0], description="order", style=_LABELLED,
                                       layout={"width": "220px"})
-        seeds = sorted({s for e in self.folder.experiments for s in self.folder.seeds(e)})
+        seeds = sorted({s for e in self.folder.experiments for s in self.runs.seeds.get(e, [])})
         self.seed_select = widgets.Dropdown(options=seeds or [0], value=seed if seed in seeds else (seeds or [0])[0],
                                             description="seed", style=_LABELLED, layout={"width": "140px"})
         chosen = tuple(experiments) if experiments is not None else tuple(self.folder.experiments)
@@ -139,6 +233,7 @@ class FrameBrowser:
             options=tuple(self.folder.experiments), value=chosen, description="experiments", style=_LABELLED,
             rows=min(8, max(2, len(self.folder.experiments))), layout={"width": "420px"})
         self.info = widgets.HTML()
+        self.busy = widgets.HTML()            # "working…" between a control change and its view
         self.context_images = [widgets.Image(format="png", layout={"width": width}) for _ in range(4)]
         self.context_texts = [widgets.HTML(layout={"width": width}) for _ in range(4)]
         self.target_image = widgets.Image(format="png", layout={"width": width})
@@ -157,7 +252,7 @@ class FrameBrowser:
         columns = [widgets.VBox([image, text]) for image, text in zip(self.context_images, self.context_texts)]
         columns.append(widgets.VBox([self.target_image, self.target_text]))
         self.widget = widgets.VBox([
-            widgets.HBox([self.slider, self.window_label], layout=wrap),
+            widgets.HBox([self.slider, self.window_label, self.busy], layout=wrap),
             widgets.HBox([self.order, self.seed_select], layout=wrap),
             self.experiment_select, self.info,
             widgets.HBox(columns, layout=wrap), self.predictions_box, self.samples_box, self.floors,
@@ -169,7 +264,7 @@ class FrameBrowser:
         self.experiment_select.observe(self._on_experiments, names="value")
         self.seed_select.observe(self._on_experiments, names="value")
         self._reorder()
-        self._refresh()
+        self._apply(self._render(self._state()))
 
     # ----------------------------------------------------------------- state
 
@@ -190,16 +285,18 @@ class FrameBrowser:
     def current_window(self) -> int | None:
         return self._ordered[self.slider.value] if self._ordered else None
 
-    def seed_of(self, experiment: str) -> int | None:
-        """The chosen seed, or the experiment's first seed when it has no run with that seed."""
-        seeds = self.folder.seeds(experiment)
-        return self.seed if self.seed in seeds else (seeds[0] if seeds else None)
+    def seed_of(self, experiment: str, seed: int | None = None) -> int | None:
+        """The chosen seed (or ``seed``), or the experiment's first seed when it has no run with it."""
+        seed = self.seed if seed is None else seed
+        seeds = self.runs.seeds.get(experiment, [])
+        return seed if seed in seeds else (seeds[0] if seeds else None)
 
     def mean_image_mae(self) -> pd.Series:
         """Per saved window, the image MAE averaged over the chosen experiments (NaN if none)."""
         values = {}
         for experiment in self.experiments:
-            table, _ = self.folder.predictions(experiment, self.seed_of(experiment))
+            seed = self.seed_of(experiment)
+            table = self.runs.table(experiment, seed) if seed is not None else pd.DataFrame()
             if "image_mae" in table:
                 values[experiment] = pd.to_numeric(table["image_mae"], errors="coerce")
         frame = pd.DataFrame(values).reindex(self.folder.window_indices)
@@ -235,23 +332,49 @@ class FrameBrowser:
         else:
             self._on_order()          # the error order depends on the chosen experiments and seed
 
+    def _state(self) -> dict:
+        """The controls now: what a render is for (a render never reads the live controls)."""
+        return {"window": self.current_window, "position": self.slider.value, "count": len(self._ordered),
+                "order": self.order.value, "experiments": self.experiments, "seed": self.seed}
+
+    def _refresh(self) -> None:
+        """Show the view of the controls as they are now: the busy line at once, the view when
+        rendered; a render that a later change overtook is never shown."""
+        self.busy.value = BUSY_HTML
+        state = self._state()
+
+        def job(number: int) -> None:
+            try:
+                if not self.renders.is_current(number):
+                    return                      # a later change came in before this one started
+                rendered = self._render(state)
+                if self.renders.is_current(number):
+                    self._apply(rendered)
+            except Exception as error:  # noqa: BLE001 - a worker thread has no one else to tell
+                self.busy.value = f"<b>could not show this window:</b> {html.escape(repr(error))}"
+                raise
+
+        self.renders.request(job)
+
     # ----------------------------------------------------------------- rendering
 
-    def view(self) -> dict:
-        """What the browser shows now, as plain data (used by both renderings)."""
-        window = self.current_window
+    def view(self, state: dict | None = None) -> dict:
+        """What the browser shows for ``state`` (default: the controls now), as plain data
+        (used by both renderings)."""
+        state = state or self._state()
+        window = state["window"]
         if window is None:
             return {"window": None}
         frames, texts = self.folder.window_frames(window), self.folder.window_texts(window)
         predictions = []
-        for experiment in self.experiments:
-            seed = self.seed_of(experiment)
-            metrics = self.folder.window_metrics(experiment, window, seed)
-            per_seed = {s: self.folder.window_metrics(experiment, window, s) for s in self.folder.seeds(experiment)}
+        for experiment in state["experiments"]:
+            seed = self.seed_of(experiment, state["seed"])
+            metrics = self.runs.metrics(experiment, window, seed) if seed is not None else {}
+            per_seed = {s: self.runs.metrics(experiment, window, s) for s in self.runs.seeds.get(experiment, [])}
             predictions.append({
-                "experiment": experiment, "seed": seed, "seed_missing": seed != self.seed,
-                "frame": self.folder.predicted_frame(experiment, window, seed),
-                "samples": self.folder.vae_samples(experiment, window, seed),
+                "experiment": experiment, "seed": seed, "seed_missing": seed != state["seed"],
+                "frame": self.runs.frame("predicted_frame", experiment, window, seed) if seed is not None else None,
+                "samples": self.runs.frame("vae_samples", experiment, window, seed) if seed is not None else None,
                 "text": str(metrics.get("generated_text", "")),
                 "metrics": {k: metrics[k] for k, _, _ in SHOWN_METRICS if k in metrics},
                 "spread": _spread_text({s: m for s, m in per_seed.items() if m}),
@@ -260,12 +383,40 @@ class FrameBrowser:
         if not self.folder.floor_windows.empty and window in self.folder.floor_windows.index:
             floors = floor_metrics(self.folder.floor_windows.loc[window].to_dict())
         story = self.folder.texts.loc[window, "story_id"] if window in self.folder.texts.index else ""
-        return {"window": window, "position": self.slider.value, "count": len(self._ordered),
-                "order": self.order.value, "story_id": story, "frames": frames, "texts": texts,
+        return {"window": window, "position": state["position"], "count": state["count"],
+                "order": state["order"], "seed": state["seed"], "story_id": story, "frames": frames, "texts": texts,
                 "predictions": predictions, "floors": floors}
 
-    def _prediction_caption(self, prediction: dict) -> str:
-        seed = f"seed {prediction['seed']}" + (f", no seed {self.seed}" if prediction["seed_missing"] else "")
+    def png(self, key: tuple, frames: np.ndarray | None) -> bytes:
+        """:func:`png_bytes` of ``frames``, cached under ``key`` (what the frames are)."""
+        if frames is None:
+            return b""
+        cached = self._png_cache.get(key)
+        if cached is None:
+            cached = self._png_cache[key] = png_bytes(frames)
+            while len(self._png_cache) > PNG_CACHE_SIZE:
+                self._png_cache.popitem(last=False)
+        else:
+            self._png_cache.move_to_end(key)
+        return cached
+
+    def _render(self, state: dict) -> dict:
+        """The view of ``state`` with every PNG encoded: all the slow work, no widget touched."""
+        view = self.view(state)
+        window = view["window"]
+        if window is None:
+            return view
+        view["context_png"] = [self.png(("frame", window, i), view["frames"][i]) for i in range(5)]
+        for prediction in view["predictions"]:
+            key = (prediction["experiment"], prediction["seed"], window)
+            prediction["png"] = self.png(("prediction", *key), prediction["frame"])
+            samples = prediction["samples"]
+            prediction["sample_png"] = ([] if samples is None else
+                                        [self.png(("sample", *key, k), sample) for k, sample in enumerate(samples)])
+        return view
+
+    def _prediction_caption(self, prediction: dict, chosen_seed: int) -> str:
+        seed = f"seed {prediction['seed']}" + (f", no seed {chosen_seed}" if prediction["seed_missing"] else "")
         spread = f"<br>{html.escape(prediction['spread'])}" if prediction["spread"] else ""
         return _CAPTION.format(f"<b>{html.escape(prediction['experiment'])}</b> ({seed}): "
                                f"{html.escape(prediction['text'])}<br><i>{_metrics_text(prediction['metrics'])}</i>"
@@ -287,44 +438,47 @@ class FrameBrowser:
         return (f"<div style='font-size:12px'><b>floors on this window</b><table><tr><th></th>{header}</tr>"
                 f"{rows}</table></div>")
 
-    def _refresh(self) -> None:
-        view = self.view()
+    def _apply(self, view: dict) -> None:
+        """Put a rendered view into the widgets. A widget given the value it has already sends
+        nothing to the front end (traitlets compares), so an unchanged frame is not redrawn."""
         if view["window"] is None:
             self.info.value = f"<b>No saved test windows in {html.escape(self.folder.data_dir.name)}.</b>"
             self.window_label.value = ""
             self.predictions_box.children = ()
             self.samples_box.children = ()
+            self.busy.value = ""
             return
         self.window_label.value = (f"<b>window {view['window']}</b> ({view['position'] + 1} of {view['count']}, "
                                    f"{view['order']})")
         self.info.value = f"<b>window {view['window']}</b> · story {html.escape(str(view['story_id']))}" + (
             f" · {self._subset_note}" if self._subset_note else "")
         for i in range(4):
-            self.context_images[i].value = png_bytes(view["frames"][i])
+            self.context_images[i].value = view["context_png"][i]
             self.context_texts[i].value = _CAPTION.format(f"<b>context {i + 1}</b>: {html.escape(view['texts'][i])}")
-        self.target_image.value = png_bytes(view["frames"][4])
+        self.target_image.value = view["context_png"][4]
         self.target_text.value = _CAPTION.format(f"<b>truth</b>: {html.escape(view['texts'][4])}")
         boxes, sample_rows = [], []
         for prediction in view["predictions"]:
             name = prediction["experiment"]
             image, text = self.prediction_images[name], self.prediction_texts[name]
-            image.value = png_bytes(prediction["frame"]) if prediction["frame"] is not None else b""
-            text.value = self._prediction_caption(prediction)
+            image.value = prediction["png"]
+            text.value = self._prediction_caption(prediction, view["seed"])
             boxes.append(self._widgets.VBox([image, text]))
-            if prediction["samples"] is not None:
-                sample_rows.append(self._samples_row(name, prediction["samples"]))
+            if prediction["sample_png"]:
+                sample_rows.append(self._samples_row(name, prediction["sample_png"]))
         self.predictions_box.children = tuple(boxes)
         self.samples_box.children = tuple(sample_rows)
         self.floors.value = self._floors_html(view["floors"])
+        self.busy.value = ""
 
-    def _samples_row(self, experiment: str, samples: np.ndarray):
-        """The experiment's VAE samples, each at the width of a frame, in a wrapping row."""
+    def _samples_row(self, experiment: str, samples: list[bytes]):
+        """The experiment's VAE samples (PNGs), each at the width of a frame, in a wrapping row."""
         widgets = self._widgets
         images = self.sample_images[experiment]
         while len(images) < len(samples):
             images.append(widgets.Image(format="png", layout={"width": f"{self.image_width}px"}))
         for image, sample in zip(images, samples):
-            image.value = png_bytes(sample)
+            image.value = sample
         label = widgets.HTML(_CAPTION.format(f"<b>{html.escape(experiment)}</b>: {len(samples)} samples "
                                              "of the VAE prior"))
         return widgets.VBox([label, widgets.HBox(images[: len(samples)],
@@ -376,6 +530,16 @@ class FrameBrowser:
             return self.figure()
         display(self.mime_bundle(), raw=True)
         return None
+
+
+def _in_kernel() -> bool:
+    """True inside a Jupyter kernel (where a worker thread keeps the controls responsive)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with ipykernel
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 def browse(data_dir: Path | str, experiments: Sequence[str] | None = None) -> Figure | None:

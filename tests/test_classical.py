@@ -82,3 +82,43 @@ def test_cut_flag_by_threshold_on_hand_made_windows():
 def test_cut_flag_from_setup_labels_wins_over_the_threshold():
     cuts, basis = cut_flags([("A", "B", "A", "B", "A"), ("A", "A", "A", "A", "A")], np.array([0.0, 0.5]))
     assert cuts.tolist() == [True, False] and basis == CUT_BASES[0]
+
+
+@pytest.mark.parametrize("shift", [(0, 0), (1, 3), (-2, 5), (3, -7), (-6, -20), (6, 20)])
+def test_vectorised_shift_search_recovers_hand_made_shifts_like_the_reference(shift):
+    """The vectorised search finds the shift that made the frame, with the reference's score."""
+    wide = torch.stack([texture(seed, width=WIDTH + 48) for seed in (5, 6, 7)])  # (3, 3, H, W+48)
+    before = wide[..., 24 : 24 + WIDTH]
+    after = torch.roll(wide, shifts=shift, dims=(2, 3))[..., 24 : 24 + WIDTH] * 1.1
+    shifts, score = classical.estimate_shift(before, after, max_dx=20, max_dy=6)
+    reference_shifts, reference_score = classical.estimate_shift_reference(before, after, max_dx=20, max_dy=6)
+    assert shifts.tolist() == [list(shift)] * 3
+    assert torch.equal(shifts, reference_shifts)
+    assert torch.allclose(score, reference_score, rtol=1e-5, atol=1e-7)
+
+
+def test_vectorised_shift_search_agrees_with_the_reference_on_unrelated_frames():
+    """On frames that share nothing (a cut) the minimum is arbitrary, so it is a good test
+    that both searches score every shift alike, ties going to the first shift in (dy, dx) order."""
+    before = torch.stack([texture(seed) for seed in range(8)])
+    after = torch.stack([texture(seed + 100) for seed in range(8)])
+    after[0] = before[0]  # identical frames: every score but (0, 0)'s is larger
+    before[1] = after[1] = 0.5  # flat frames: every shift scores 0, the first one wins
+    shifts, score = classical.estimate_shift(before, after)
+    reference_shifts, reference_score = classical.estimate_shift_reference(before, after)
+    assert torch.equal(shifts, reference_shifts)
+    assert torch.allclose(score, reference_score, rtol=1e-5, atol=1e-7)
+    assert shifts[0].tolist() == [0, 0] and shifts[1].tolist() == [-6, -20]
+
+
+def test_a_repeated_shift_search_is_answered_from_the_cache(monkeypatch):
+    before = torch.stack([texture(seed) for seed in range(3)])
+    after = torch.roll(before, shifts=(1, 2), dims=(2, 3))
+    first = classical.estimate_shift(before, after)
+    monkeypatch.setattr(classical, "_search_shifts", lambda *a, **k: pytest.fail("searched again"))
+    again = classical.estimate_shift(before.clone(), after.clone())   # same bytes, other tensors
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+    first[0][0, 0] = 99                                               # callers cannot alter the cache
+    assert classical.estimate_shift(before, after)[0][0, 0] != 99
+    with pytest.raises(pytest.fail.Exception):                        # other bytes: a new search
+        classical.estimate_shift(before, after * 0.5)

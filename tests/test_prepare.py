@@ -318,11 +318,14 @@ def test_batch_shapes_dtypes_ranges_and_text_trimming(cache, stories):
     assert batch["context_frames"].dtype == torch.float32 and batch["context_frames"].shape == (6, 4, 3, HEIGHT, WIDTH)
     assert batch["target_frame"].dtype == torch.float32 and batch["target_frame"].shape == (6, 3, HEIGHT, WIDTH)
     assert 0.0 <= batch["context_frames"].min() and batch["target_frame"].max() <= 1.0
-    length = batch["target_text_ids"].shape[1]
-    assert batch["context_text_ids"].dtype == torch.int64 and batch["context_text_ids"].shape == (6, 4, length)
+    length, context_length = batch["target_text_ids"].shape[1], batch["context_text_ids"].shape[-1]
+    assert batch["context_text_ids"].dtype == torch.int64 and batch["context_text_ids"].shape[:2] == (6, 4)
     assert batch["target_text_ids"].dtype == torch.int64 and batch["window_index"].dtype == torch.int64
-    tokens = torch.cat([batch["context_text_ids"], batch["target_text_ids"][:, None]], dim=1)
-    assert (tokens[..., -1] != 0).any() and length < 16  # trimmed to the longest text of the batch
+    # context and target are each trimmed to their own longest text of the batch
+    assert (batch["target_text_ids"][:, -1] != 0).any() and length < 16
+    assert (batch["context_text_ids"][..., -1] != 0).any() and context_length < 16
+    assert torch.equal(batch["context_text_ids"],
+                       torch.from_numpy(prepared.train.token_ids[:6, :4, :context_length].astype(np.int64)))
     assert batch["window_index"].tolist() == list(range(6))
     assert torch.equal(batch["target_frame"], torch.from_numpy(prepared.train.frames[:6, 4] / np.float32(255)))
     assert torch.equal(batch["target_text_ids"], torch.from_numpy(prepared.train.token_ids[:6, 4, :length].astype(np.int64)))

@@ -4,8 +4,8 @@ The batch dict is the one contract between data and models:
 
 - ``context_frames``   float32 (B, 4, 3, H, W) in [0, 1]
 - ``target_frame``     float32 (B, 3, H, W) in [0, 1]
-- ``context_text_ids`` int64 (B, 4, L), L = the batch's longest non-pad text
-- ``target_text_ids``  int64 (B, L), bos … eos, 0-padded
+- ``context_text_ids`` int64 (B, 4, L), L = the longest context description of the batch
+- ``target_text_ids``  int64 (B, T), bos … eos, 0-padded, T = the longest target of the batch
 - ``window_index``     int64 (B,), index into the split
 
 Batches only slice cached arrays: no image decoding or tokenising happens here.
@@ -125,18 +125,31 @@ def make_batch(split: WindowSplit, indices: np.ndarray | list[int], device: str 
     restore[order] = np.arange(len(order))
     frames = torch.from_numpy(np.ascontiguousarray(split.frames[rows][restore]))
     tokens = np.asarray(split.token_ids[rows][restore])
-    nonpad_columns = np.flatnonzero((tokens != 0).any(axis=(0, 1)))
-    text_length = int(nonpad_columns[-1]) + 1 if nonpad_columns.size else 1
-    tokens = torch.from_numpy(tokens[:, :, :text_length].astype(np.int64))
+    context_ids = trim_padding(tokens[:, :CONTEXT_FRAMES])
+    target_ids = trim_padding(tokens[:, CONTEXT_FRAMES])
     frames = frames.to(device).float().div_(255.0)  # move uint8, convert on the device
-    tokens = tokens.to(device)
     return {
         "context_frames": frames[:, :CONTEXT_FRAMES],
         "target_frame": frames[:, CONTEXT_FRAMES].contiguous(),
-        "context_text_ids": tokens[:, :CONTEXT_FRAMES],
-        "target_text_ids": tokens[:, CONTEXT_FRAMES].contiguous(),
+        "context_text_ids": torch.from_numpy(context_ids.astype(np.int64)).to(device),
+        "target_text_ids": torch.from_numpy(target_ids.astype(np.int64)).to(device),
         "window_index": torch.from_numpy(indices.astype(np.int64)).to(device),
     }
+
+
+def trim_padding(token_ids: np.ndarray) -> np.ndarray:
+    """``token_ids`` (..., L) cut after the last column that holds a real token anywhere (at
+    least one column is kept).
+
+    Why: the cache pads every description to ``max_text_length`` (120), and the text encoder
+    and decoder cost grows with L. Trailing padding changes no number: the LSTMs are
+    unidirectional and the encoder gathers the state at each text's last real token, attention
+    masks padded keys, and the losses ignore padded targets (``tests/test_trimming.py``). The
+    context and the target are trimmed apart, each to its own longest text.
+    """
+    real_columns = np.flatnonzero((token_ids != 0).reshape(-1, token_ids.shape[-1]).any(axis=0))
+    length = int(real_columns[-1]) + 1 if real_columns.size else 1
+    return np.ascontiguousarray(token_ids[..., :length])
 
 
 def iterate_batches(

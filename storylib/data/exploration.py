@@ -3,12 +3,23 @@
 Every function returns a ``pandas`` object, a dict or a matplotlib ``Figure`` built without
 pyplot, so nothing is shown twice and nothing leaks between notebook cells; the notebook
 decides what to display.
+
+Why the notebook takes seconds once the data cache exists: the tables of the stories need
+their texts and image counts only, which :func:`story_summary` keeps beside the cache
+(``stories.json``) instead of loading (for the synthetic source: rendering) every story again;
+one story is loaded with its images for :func:`plot_story` (:func:`story_with_images`); the
+floors are read from the results folder, where the experiments need them too
+(:func:`shared_floors`). Each of these prints what it is doing, so a user sees progress.
 """
 
 from __future__ import annotations
 
+import json
+import sys
 import textwrap
+import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,14 +30,90 @@ from storylib.data.dataset import PreparedData, WindowSplit
 from storylib.data.parsing import entity_kind, parse_entities, parse_frame_descriptions
 from storylib.data.prepare import decode_frame, image_counts, open_image
 from storylib.data.windows import CONTEXT_FRAMES, SKIP_REASONS
+from storylib.io import atomic_write_text
 
 SPLITS = ("train", "val", "test")
+STORY_SUMMARY_FILE = "stories.json"  # beside the cached windows: texts and image counts, no pixels
+
+
+def say(message: str) -> None:
+    """One progress line on stderr (papermill and run_all.py show it as the notebook runs)."""
+    print(f"storylib: {message}", file=sys.stderr, flush=True)
+
+
+def story_summary(config: Any, prepared: PreparedData) -> dict[str, pd.DataFrame]:
+    """Per split ("train", "test"), one row per story: ``story_id``, ``images`` (the image
+    count) and ``story`` (its text): all the story tables of the notebook need.
+
+    Read from ``stories.json`` in the data cache folder when an earlier run wrote it; else the
+    stories are loaded once (for the synthetic source: generated, about a minute at the cpu
+    scale) and the file is written. The cache folder's key covers the source and its settings,
+    so the file always belongs to these stories.
+    """
+    from storylib.data.sources import load_stories
+
+    path = Path(prepared.cache_dir) / STORY_SUMMARY_FILE
+    if path.is_file():
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+            return {name: pd.DataFrame(rows, columns=["story_id", "images", "story"]) for name, rows in loaded.items()}
+        except (OSError, ValueError):
+            say(f"{path} is unreadable; loading the stories again")
+    started = time.perf_counter()
+    say(f"loading the {prepared.source} stories once for their texts and image counts (kept in {path.name})")
+    stories, _ = load_stories(config)
+    summary = {
+        name: pd.DataFrame({"story_id": [str(s) for s in stories[name]["story_id"]],
+                            "images": image_counts(stories[name]), "story": list(stories[name]["story"])})
+        for name in ("train", "test")
+    }
+    if Path(prepared.cache_dir).is_dir():
+        atomic_write_text(path, json.dumps({name: frame.to_dict(orient="records") for name, frame in summary.items()}))
+    say(f"stories loaded in {time.perf_counter() - started:.1f} s")
+    return summary
+
+
+def story_table(summary: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Stories and images per split of the source (before windows are cut)."""
+    return pd.DataFrame({name: {"stories": len(frame), "images": int(pd.to_numeric(frame["images"]).fillna(0).sum())}
+                         for name, frame in summary.items()}).T.rename_axis("split")
+
+
+def story_with_images(config: Any, index: int = 0, split: str = "train") -> Any:
+    """The stories split ``split`` holding at least story ``index`` with its images, for
+    :func:`plot_story`. The synthetic generator renders only the first ``index + 1`` stories
+    (story k is the same whatever the number generated: each has its own child seed)."""
+    from storylib.data.sources import load_stories, resolve_source
+
+    source = resolve_source(config.source)
+    if source == "synthetic":
+        from storylib.data.synthetic import generate_synthetic_dataset
+
+        counts = {"train": (index + 1, 0), "test": (0, index + 1)}[split]
+        return generate_synthetic_dataset(*counts, config.synthetic_seed)[split]
+    return load_stories(config)[0][split]
+
+
+def shared_floors(experiment_config: Any, prepared: PreparedData, data_dir: Path | str) -> dict:
+    """floors.json of the results folder ``data_dir``: built there (with the other shared files,
+    under their lock) when missing or made for other windows, else read. The experiments
+    use the same files, so the floors are computed once for the whole study."""
+    from storylib.experiment import ensure_shared_files
+
+    started = time.perf_counter()
+    say(f"floors of the {len(prepared.test)} test windows: checking {Path(data_dir) / 'floors.json'}")
+    for note in ensure_shared_files(Path(data_dir), prepared, experiment_config):
+        say(note)
+    say(f"floors ready in {time.perf_counter() - started:.1f} s")
+    return json.loads((Path(data_dir) / "floors.json").read_text(encoding="utf-8"))
 
 
 def frames_per_story(stories_split: Any) -> pd.Series:
-    """Number of images of each story (index: story id)."""
+    """Number of images of each story (index: story id), of a stories split or of one split of
+    :func:`story_summary`."""
+    counts = stories_split["images"].tolist() if isinstance(stories_split, pd.DataFrame) else image_counts(stories_split)
     return pd.Series(
-        image_counts(stories_split),
+        counts,
         index=pd.Index([str(s) for s in stories_split["story_id"]], name="story_id"),
         name="frames",
         dtype="int64",

@@ -121,9 +121,11 @@ class StoryPredictor(nn.Module):
 
     # ------------------------------------------------------------------ forward
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> PredictorOutput:
+    def forward(self, batch: dict[str, torch.Tensor], encoded: tuple | None = None) -> PredictorOutput:
+        """``encoded``: what :meth:`encode` returned for this batch, so that evaluation encodes
+        each batch once for the frame, the text and the samples (None: encode here)."""
         context_frames, target_ids = batch["context_frames"], batch["target_text_ids"]
-        z, mu, logvar, memory, attention = self.encode(batch)
+        z, mu, logvar, memory, attention = self.encode(batch) if encoded is None else encoded
         predicted_frame = self.image_decoder(z, context_frames)
         predicted_context = self.context_decoder(z)
         text_logits, _, coverage_penalty = self.text_decoder(target_ids[:, :-1], z, memory)
@@ -142,12 +144,14 @@ class StoryPredictor(nn.Module):
 
     @torch.no_grad()
     def generate_text(
-        self, batch: dict[str, torch.Tensor], max_length: int, eos_id: int | None = None, bos_id: int | None = None
+        self, batch: dict[str, torch.Tensor], max_length: int, eos_id: int | None = None, bos_id: int | None = None,
+        encoded: tuple | None = None,
     ) -> torch.Tensor:
         """Greedy decoding → (B, T≤max_length) token ids, 0 after the first ``eos_id``.
 
-        Starts from ``bos_id``, or from the batch's target_text_ids[:, 0] (the bos token)."""
-        z, _, _, memory, _ = self.encode(batch, sample=False)
+        Starts from ``bos_id``, or from the batch's target_text_ids[:, 0] (the bos token).
+        ``encoded``: ``self.encode(batch, sample=False)`` when the caller has it already."""
+        z, _, _, memory, _ = self.encode(batch, sample=False) if encoded is None else encoded
         if bos_id is None:
             start = batch["target_text_ids"][:, :1]
         else:
@@ -169,9 +173,12 @@ class StoryPredictor(nn.Module):
         return torch.stack(generated, dim=1)
 
     @torch.no_grad()
-    def sample_frames(self, batch: dict[str, torch.Tensor], k: int) -> torch.Tensor:
-        """k frames per window from z ~ N(μ, σ²) (VAE) or k copies of the deterministic frame → (B,k,3,H,W)."""
-        z, mu, logvar, _, _ = self.encode(batch, sample=False)
+    def sample_frames(self, batch: dict[str, torch.Tensor], k: int, encoded: tuple | None = None) -> torch.Tensor:
+        """k frames per window from z ~ N(μ, σ²) (VAE) or k copies of the deterministic frame → (B,k,3,H,W).
+        ``encoded``: ``self.encode(batch, sample=False)`` when the caller has it already."""
+        z, mu, logvar, _, _ = self.encode(batch, sample=False) if encoded is None else encoded
+        if mu is None:  # deterministic: one decoding, k views of it (eval mode draws nothing)
+            return self.image_decoder(z, batch["context_frames"]).unsqueeze(1).expand(-1, k, -1, -1, -1)
         frames = []
         for _ in range(k):
             if mu is not None:
