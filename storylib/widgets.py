@@ -5,7 +5,8 @@ frames with their descriptions, the true target, each chosen experiment's predic
 generated description with its per-window metrics (and their spread over the seeds), VAE
 samples, and every floor's per-window metrics beside them. Windows can be stepped through in
 window order or ordered by error (the mean image MAE over the chosen experiments), worst or
-best first: the quickest way to see a collapsed model. The slider gives the *position* in that
+best first: the quickest way to see a collapsed model; and limited to one group of windows (where
+the shot continues or cuts at frame 5, or one shot pattern of the story). The slider gives the *position* in that
 order; the window number is shown beside it.
 
 Rendering uses ``widgets.Image`` (PNG bytes) and ``widgets.HTML`` only: an ``Output`` widget
@@ -41,10 +42,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 from PIL import Image as PILImage
 
+from storylib.comparisons import window_groups
 from storylib.reporting import (MIN_FONT_PT, SUBSET_FILE, Panel, ResultsFolder, floor_row_label, frame_to_hwc,
                                 panel_figure, run_folders, short_text)
 
 ORDERS = ("window order", "worst first", "best first")
+ALL_WINDOWS = "all windows"
+HEADER_WIDTH = 150  # characters of a figure title line at the page width (10.8 in at 9 pt and more)
 SHOWN_METRICS = (("image_mae", "MAE", 3), ("image_ssim", "SSIM", 3), ("image_psnr", "PSNR", 1),
                  ("text_perplexity", "ppl", 1), ("chrf", "chrF", 1), ("bleu", "BLEU", 1),
                  ("rouge_l", "ROUGE-L", 1))
@@ -225,6 +229,11 @@ class FrameBrowser:
         self.window_label = widgets.HTML()
         self.order = widgets.Dropdown(options=ORDERS, value=ORDERS[0], description="order", style=_LABELLED,
                                       layout={"width": "220px"})
+        # which windows: all, where the shot continues / cuts at frame 5, or one shot pattern
+        self.groups = {name: set(members) for name, members in window_groups(self.folder.data_dir).items()
+                       if name != "all" and members}
+        self.group = widgets.Dropdown(options=(ALL_WINDOWS, *self.groups), value=ALL_WINDOWS, description="windows",
+                                      style=_LABELLED, layout={"width": "260px"})
         seeds = sorted({s for e in self.folder.experiments for s in self.runs.seeds.get(e, [])})
         self.seed_select = widgets.Dropdown(options=seeds or [0], value=seed if seed in seeds else (seeds or [0])[0],
                                             description="seed", style=_LABELLED, layout={"width": "140px"})
@@ -253,7 +262,7 @@ class FrameBrowser:
         columns.append(widgets.VBox([self.target_image, self.target_text]))
         self.widget = widgets.VBox([
             widgets.HBox([self.slider, self.window_label, self.busy], layout=wrap),
-            widgets.HBox([self.order, self.seed_select], layout=wrap),
+            widgets.HBox([self.order, self.group, self.seed_select], layout=wrap),
             self.experiment_select, self.info,
             widgets.HBox(columns, layout=wrap), self.predictions_box, self.samples_box, self.floors,
         ], layout={"max_width": f"{NOTEBOOK_WIDTH_PX}px"})
@@ -261,6 +270,7 @@ class FrameBrowser:
         self._ordered: list[int] = []
         self.slider.observe(self._on_position, names="value")
         self.order.observe(self._on_order, names="value")
+        self.group.observe(self._on_order, names="value")
         self.experiment_select.observe(self._on_experiments, names="value")
         self.seed_select.observe(self._on_experiments, names="value")
         self._reorder()
@@ -304,6 +314,8 @@ class FrameBrowser:
 
     def _reorder(self) -> None:
         windows = [int(w) for w in self.folder.window_indices]
+        if self.group.value != ALL_WINDOWS:
+            windows = [w for w in windows if w in self.groups[self.group.value]]
         if self.order.value != "window order":
             errors = self.mean_image_mae()
             sign = -1.0 if self.order.value == "worst first" else 1.0
@@ -321,6 +333,7 @@ class FrameBrowser:
 
     def _on_order(self, _change: dict | None = None) -> None:
         self._reorder()
+        self.slider.max = max(len(self._ordered) - 1, 0)
         if self.slider.value != 0:
             self.slider.value = 0          # triggers _refresh
         else:
@@ -382,10 +395,13 @@ class FrameBrowser:
         floors = {}
         if not self.folder.floor_windows.empty and window in self.folder.floor_windows.index:
             floors = floor_metrics(self.folder.floor_windows.loc[window].to_dict())
-        story = self.folder.texts.loc[window, "story_id"] if window in self.folder.texts.index else ""
+        known = window in self.folder.texts.index
+        story = self.folder.texts.loc[window, "story_id"] if known else ""
+        shot = " · ".join(str(self.folder.texts.loc[window, column]).replace("_", " ") for column in ("pattern", "shot")
+                          if known and column in self.folder.texts.columns and self.folder.texts.loc[window, column])
         return {"window": window, "position": state["position"], "count": state["count"],
-                "order": state["order"], "seed": state["seed"], "story_id": story, "frames": frames, "texts": texts,
-                "predictions": predictions, "floors": floors}
+                "order": state["order"], "seed": state["seed"], "story_id": story, "shot": shot, "frames": frames,
+                "texts": texts, "predictions": predictions, "floors": floors}
 
     def png(self, key: tuple, frames: np.ndarray | None) -> bytes:
         """:func:`png_bytes` of ``frames``, cached under ``key`` (what the frames are)."""
@@ -451,6 +467,7 @@ class FrameBrowser:
         self.window_label.value = (f"<b>window {view['window']}</b> ({view['position'] + 1} of {view['count']}, "
                                    f"{view['order']})")
         self.info.value = f"<b>window {view['window']}</b> · story {html.escape(str(view['story_id']))}" + (
+            f" · {html.escape(view['shot'])}" if view.get("shot") else "") + (
             f" · {self._subset_note}" if self._subset_note else "")
         for i in range(4):
             self.context_images[i].value = view["context_png"][i]
@@ -506,9 +523,10 @@ class FrameBrowser:
                 samples += [(sample, f"{prediction['experiment']} sample {k + 1}", "")
                             for k, sample in enumerate(prediction["samples"])]
         rows += [predictions, samples] if samples else [predictions]
-        floors = " · ".join(f"{name} MAE {values['image_mae']:.3f}" for name, values in view["floors"].items()
-                            if "image_mae" in values)
-        title = f"window {view['window']} (story {view['story_id']})" + (f"\nfloors: {floors}" if floors else "")
+        floors = [f"{name} MAE {values['image_mae']:.3f}" for name, values in view["floors"].items()
+                  if "image_mae" in values]
+        shot = f" · {view['shot']}" if view.get("shot") else ""
+        title = "\n".join([f"window {view['window']} (story {view['story_id']}){shot}", *header_lines("floors: ", floors)])
         return panel_figure(rows, caption_lines=5, title=title)
 
     def mime_bundle(self) -> dict:
@@ -530,6 +548,23 @@ class FrameBrowser:
             return self.figure()
         display(self.mime_bundle(), raw=True)
         return None
+
+
+def header_lines(lead: str, items: Sequence[str], width: int = HEADER_WIDTH) -> list[str]:
+    """``lead`` + the ``items`` joined by " · ", broken between items into lines of at most
+    ``width`` characters (an item longer than that gets a line of its own), so that a figure's
+    header is never cut off at either end; nothing when there are no items."""
+    lines: list[str] = []
+    current = lead
+    for item in items:
+        candidate = item if current in ("", lead) else f" · {item}"
+        if current not in ("", lead) and len(current) + len(candidate) > width:
+            lines.append(current)
+            current, candidate = "", item
+        current += candidate
+    if current not in ("", lead):
+        lines.append(current)
+    return lines
 
 
 def _in_kernel() -> bool:

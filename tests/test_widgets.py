@@ -239,3 +239,32 @@ def test_a_committed_reference_can_keep_a_documented_subset_of_the_frames(data_d
     browser.slider.value = 1
     assert pixel(browser.target_image.value)[0] == frame_value(2, 4)
     assert "frames saved for 2 of 3 test windows" in browser.info.value
+
+
+def test_the_browser_can_be_limited_to_one_group_of_windows_and_names_each_window_s_pattern(data_dir):
+    table = pd.read_csv(data_dir / "test_windows.csv")
+    table["shot"] = ["continues", "cuts", "cuts"]                   # windows 3, 7, 11
+    table["pattern"] = ["continuous", "shot_reverse", "irregular"]
+    table.to_csv(data_dir / "test_windows.csv", index=False)
+    browser = FrameBrowser(data_dir, background=False)
+    assert browser.group.options == ("all windows", "continues", "cuts", "continuous", "irregular", "shot_reverse")
+    browser.group.value = "cuts"
+    assert browser.window_order == [7, 11] and browser.slider.max == 1
+    assert "shot reverse · cuts" in browser.info.value
+    browser.slider.value = 1
+    assert browser.current_window == 11 and "irregular · cuts" in browser.info.value
+    browser.group.value = "continuous"
+    assert browser.window_order == [3] and browser.slider.value == 0 and browser.slider.max == 0
+    browser.group.value = "all windows"
+    assert browser.window_order == [3, 7, 11]
+
+
+def test_the_static_header_is_broken_between_floors_never_cut():
+    from storylib.widgets import header_lines
+
+    items = [f"floor_{i} MAE 0.{i}00" for i in range(30)]
+    lines = header_lines("floors: ", items, width=60)
+    assert all(len(line) <= 60 for line in lines) and lines[0].startswith("floors: floor_0 MAE")
+    assert " · ".join(lines).replace("floors: ", "") == " · ".join(items)   # nothing lost, nothing cut
+    assert header_lines("floors: ", []) == []
+    assert header_lines("floors: ", ["x" * 80], width=60) == ["floors: " + "x" * 80]
