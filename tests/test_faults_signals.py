@@ -149,6 +149,7 @@ def worker_pid(results: Path, experiment: str) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.isolated
 @needs_ray
 def test_ray_a_killed_worker_is_lost_mid_run_and_sigterm_on_the_driver_is_a_ctrl_c_summary(tmp_path):
     notebooks = make_notebooks(tmp_path / "notebooks", WORKER_REPORTING)

@@ -176,6 +176,7 @@ def test_a_failing_task_is_listed_with_notebook_cell_and_error_and_the_others_fi
 
 
 @pytest.mark.slow
+@pytest.mark.isolated
 @needs_ray
 def test_ctrl_c_cancels_the_tasks_a_second_kills_the_kernel_and_nothing_is_left_to_trust(tmp_path):
     # One CPU: the baseline task runs, its kernel logs its pid and swallows every interrupt; the
