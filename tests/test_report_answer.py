@@ -204,7 +204,7 @@ def test_report_html_hides_the_install_and_parameter_cells_and_the_machines_path
     """Notebook 03 as papermill leaves it (its injected parameters after the defaults), with outputs."""
     from papermill.parameterize import parameterize_notebook
 
-    results_dir = "../../../tmp/secret-machine-folder/results"
+    results_dir = "../../../elsewhere/secret-machine-folder/results"
     source = nbformat.read(str(NOTEBOOKS_DIR / "03_comparison_report.ipynb"), as_version=4)
     for cell in source.cells:
         cell.metadata.setdefault("tags", [])                  # as papermill's loader does
