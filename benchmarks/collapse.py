@@ -22,19 +22,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import torch
+from trained import train_and_evaluate
 
-from storylib import evaluation, training
-from storylib.config import config_hash, config_to_dict, run_config
-from storylib.data import prepare_data
+from storylib.config import config_to_dict, run_config
 from storylib.data.tokenizer import resolve_tokenizer_kind
 from storylib.floors import compute_floors
 from storylib.io import atomic_write_json
-from storylib.models import build_model
 from storylib.reporting import COLLAPSE_FILE
 
 LEFT_FLOOR_MAE = 0.005  # below the median floor by more than this …
@@ -53,21 +49,15 @@ def variants(experiment: str, scale: str) -> dict[str, dict]:
     }
 
 
-def run_variant(experiment: str, scale: str, seed: int, overrides: dict, max_train_windows: int, work: Path) -> dict:
-    tokenizer = resolve_tokenizer_kind("auto")
+def run_variant(experiment: str, scale: str, seed: int, overrides: dict, max_train_windows: int) -> dict:
     values = {**overrides, "train.device": "cpu"}
     if max_train_windows:
         values["data.max_train_windows"] = max_train_windows
-    config = run_config(experiment, scale, seed, "synthetic", tokenizer, "cpu", values)
-    prepared = prepare_data(config.data)
-    started = time.process_time()
-    run_dir = work / config_hash(config)
-    history = training.train(config, prepared, run_dir, resume=False)
-    model = build_model(config, prepared.tokenizer.vocab_size, prepared.train.image_size)
-    model.load_state_dict(training.load_checkpoint(run_dir / "checkpoints" / "best.pt")["model"])
-    metrics = evaluation.evaluate(model, prepared.test, prepared.tokenizer, config).metrics
-    floors, _ = compute_floors(prepared)
+    config = run_config(experiment, scale, seed, "synthetic", resolve_tokenizer_kind("auto"), "cpu", values)
+    trained = train_and_evaluate(config)
+    floors, _ = compute_floors(trained.prepared)
     median = floors["median_image"]["image_mae"]
+    metrics = trained.metrics
     return {
         "overrides": overrides,
         "image_mae": metrics["image_mae"],
@@ -76,9 +66,9 @@ def run_variant(experiment: str, scale: str, seed: int, overrides: dict, max_tra
         "analogue_mae": floors["analogue"]["image_mae"],
         "left_the_median_floor": bool(metrics["image_mae"] < median - LEFT_FLOOR_MAE
                                       and metrics["prediction_spread"] > LEFT_FLOOR_SPREAD),
-        "final_val_image": float(history["val_image"].iloc[-1]),
+        "final_val_image": float(trained.history["val_image"].iloc[-1]),
         "epochs": config.train.epochs,
-        "cpu_seconds": time.process_time() - started,
+        "cpu_seconds": trained.train_cpu_s + trained.eval_cpu_s,
         "config": config_to_dict(config),
     }
 
@@ -98,15 +88,14 @@ def main(argv: list[str] | None = None) -> int:
         chosen = {name: chosen[name] for name in args.only}
     results = {"experiment": args.experiment, "scale": args.scale, "seed": args.seed,
                "max_train_windows": args.max_train_windows, "variants": {}}
-    with tempfile.TemporaryDirectory(prefix="collapse-") as work:
-        for name, overrides in chosen.items():
-            print(f"{name}: training {args.experiment} with {overrides or 'the published settings'}", flush=True)
-            result = run_variant(args.experiment, args.scale, args.seed, overrides, args.max_train_windows, Path(work))
-            results["variants"][name] = result
-            print(f"  image MAE {result['image_mae']:.4f} (median floor {result['median_image_mae']:.4f}), "
-                  f"spread {result['prediction_spread']:.4f}, left the floor: {result['left_the_median_floor']}",
-                  flush=True)
-            atomic_write_json(Path(args.out), results)  # after every variant: an interruption keeps what ran
+    for name, overrides in chosen.items():
+        print(f"{name}: training {args.experiment} with {overrides or 'the published settings'}", flush=True)
+        result = run_variant(args.experiment, args.scale, args.seed, overrides, args.max_train_windows)
+        results["variants"][name] = result
+        print(f"  image MAE {result['image_mae']:.4f} (median floor {result['median_image_mae']:.4f}), "
+              f"spread {result['prediction_spread']:.4f}, left the floor: {result['left_the_median_floor']}",
+              flush=True)
+        atomic_write_json(Path(args.out), results)  # after every variant: an interruption keeps what ran
     print(json.dumps({name: {k: v for k, v in r.items() if k != "config"} for name, r in results["variants"].items()},
                      indent=1))
     return 0

@@ -12,23 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import tempfile
-from pathlib import Path
 
 import torch
+from trained import train_and_evaluate
 
-from storylib import evaluation, training
 from storylib.config import load_experiment_config
-from storylib.data.prepare import prepare_data
-from storylib.models import build_model, count_parameters
 
 SHOWN = ("image_mae", "image_ssim", "prediction_spread", "text_perplexity", "bleu", "chrf", "rouge_l")
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def run(experiment: str, seed: int, data: str, published_widths: bool) -> dict:
@@ -37,23 +27,14 @@ def run(experiment: str, seed: int, data: str, published_widths: bool) -> dict:
         full = load_experiment_config(experiment, "full").model
         overrides.update({"model.embedding_dim": full.embedding_dim, "model.text_hidden": full.text_hidden})
     cfg = load_experiment_config(experiment, "cpu", overrides=overrides)
-    prepared = prepare_data(cfg.data, progress=False)
-    torch.manual_seed(seed)
-    model = build_model(cfg, prepared.tokenizer.vocab_size, prepared.train.image_size)
-    started = cpu_seconds()
-    with tempfile.TemporaryDirectory() as folder:
-        history = training.train(cfg, prepared, Path(folder), resume=False, model=model)
-        trained = cpu_seconds()
-        best = training.load_checkpoint(Path(folder) / "checkpoints" / "best.pt")
-        model.load_state_dict(best["model"])
-        result = evaluation.evaluate(model, prepared.test, prepared.tokenizer, cfg)
+    trained = train_and_evaluate(cfg)
     return {
         "widths": f"{cfg.model.embedding_dim} / {cfg.model.lstm_layers}x{cfg.model.text_hidden}",
-        "parameters": count_parameters(model),
-        "train_cpu_s": trained - started,
-        "eval_cpu_s": cpu_seconds() - trained,
-        "final_val_loss": float(history["val_loss"].iloc[-1]),
-        **{key: result.metrics[key] for key in SHOWN},
+        "parameters": trained.parameters,
+        "train_cpu_s": trained.train_cpu_s,
+        "eval_cpu_s": trained.eval_cpu_s,
+        "final_val_loss": float(trained.history["val_loss"].iloc[-1]),
+        **{key: trained.metrics[key] for key in SHOWN},
     }
 
 
