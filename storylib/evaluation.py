@@ -3,8 +3,8 @@
 The same scoring functions serve the model (:func:`evaluate`) and the floors
 (:mod:`storylib.floors`), so a model and a floor are never measured differently:
 
-- :class:`ImageScorer` accumulates MAE, MSE, SSIM, PSNR (torchmetrics, ``data_range=1.0``)
-  per window and the prediction spread over the whole split;
+- :class:`ImageScorer` accumulates MAE, MSE, SSIM, PSNR (``data_range=1.0``) per window and
+  the prediction spread over the whole split;
 - :func:`score_texts` scores generated against reference descriptions with sacreBLEU
   corpus BLEU-4 (exponential smoothing) and chrF, and ROUGE-L; per window too;
 - :func:`token_nll` gives each window's summed cross-entropy and token count, so perplexity
@@ -25,8 +25,6 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from sacrebleu.metrics import BLEU, CHRF
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
-from torchmetrics.functional.text.rouge import rouge_score
 
 from storylib.config import ExperimentConfig
 from storylib.data.dataset import WindowSplit, iterate_batches
@@ -36,6 +34,48 @@ IMAGE_METRICS = ("image_mae", "image_mse", "image_ssim", "image_psnr")
 
 
 # --------------------------------------------------------------------------- images
+#
+# SSIM, PSNR and ROUGE-L are written here rather than taken from torchmetrics: importing
+# torchmetrics costs about 5 CPU-seconds (it imports torchvision's models), more than torch
+# itself, in every kernel of run_all.py and before notebook 01's first line. They follow
+# torchmetrics' definitions exactly; tests/test_evaluation.py checks them against it.
+
+SSIM_SIGMA = 1.5  # Wang et al. 2004: an 11 × 11 Gaussian window of σ 1.5, K1 = 0.01, K2 = 0.03
+SSIM_K1, SSIM_K2 = 0.01, 0.03
+
+
+def _gaussian_window(sigma: float, channels: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    size = int(3.5 * sigma + 0.5) * 2 + 1
+    distance = torch.arange((1 - size) / 2, (1 + size) / 2, 1, dtype=dtype, device=device)
+    gauss = torch.exp(-((distance / sigma) ** 2) / 2)
+    gauss = gauss / gauss.sum()
+    return torch.outer(gauss, gauss).expand(channels, 1, size, size)
+
+
+def ssim(predicted: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """Structural similarity (Wang et al. 2004) of (B, C, H, W) images → (B,): the mean of the
+    SSIM map computed with a Gaussian window over reflect-padded images, as torchmetrics'
+    ``structural_similarity_index_measure`` does."""
+    channels = predicted.shape[1]
+    window = _gaussian_window(SSIM_SIGMA, channels, predicted.dtype, predicted.device)
+    pad = (window.shape[-1] - 1) // 2
+    predicted = F.pad(predicted, (pad, pad, pad, pad), mode="reflect")
+    target = F.pad(target, (pad, pad, pad, pad), mode="reflect")
+    stacked = torch.cat((predicted, target, predicted * predicted, target * target, predicted * target))
+    mean_p, mean_t, mean_pp, mean_tt, mean_pt = F.conv2d(stacked, window, groups=channels).split(predicted.shape[0])
+    variance_p = (mean_pp - mean_p.pow(2)).clamp(min=0.0)
+    variance_t = (mean_tt - mean_t.pow(2)).clamp(min=0.0)
+    covariance = mean_pt - mean_p * mean_t
+    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
+    ssim_map = ((2 * mean_p * mean_t + c1) * (2 * covariance + c2)) / (
+        (mean_p.pow(2) + mean_t.pow(2) + c1) * (variance_p + variance_t + c2))
+    return ssim_map.flatten(1).mean(-1)
+
+
+def psnr(predicted: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB of (B, C, H, W) images → (B,); inf for a perfect match."""
+    mse = (predicted - target).pow(2).flatten(1).mean(-1)
+    return 10 * torch.log10(data_range**2 / mse)
 
 
 def image_window_metrics(predicted: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -44,8 +84,8 @@ def image_window_metrics(predicted: torch.Tensor, target: torch.Tensor) -> dict[
     return {
         "image_mae": (predicted - target).abs().mean(dim=(1, 2, 3)),
         "image_mse": (predicted - target).pow(2).mean(dim=(1, 2, 3)),
-        "image_ssim": structural_similarity_index_measure(predicted, target, data_range=1.0, reduction="none"),
-        "image_psnr": peak_signal_noise_ratio(predicted, target, data_range=1.0, reduction="none", dim=(1, 2, 3)),
+        "image_ssim": ssim(predicted, target),
+        "image_psnr": psnr(predicted, target),
     }
 
 
@@ -93,13 +133,33 @@ class ImageScorer:
 # --------------------------------------------------------------------------- text
 
 
+def rouge_tokens(text: str) -> list[str]:
+    """The tokens ROUGE compares: lower-cased, runs of non-alphanumerics as spaces, no stemming
+    (the reference ``rouge-score`` package's default, which torchmetrics follows)."""
+    return re.sub(r"[^a-z0-9]+", " ", text.lower()).split()
+
+
+def longest_common_subsequence(first: list[str], second: list[str]) -> int:
+    previous = [0] * (len(second) + 1)
+    for token in first:
+        current = [0]
+        for index, other in enumerate(second):
+            current.append(previous[index] + 1 if token == other else max(previous[index + 1], current[index]))
+        previous = current
+    return previous[-1]
+
+
 def rouge_l(hypothesis: str, reference: str) -> float:
-    """ROUGE-L F-measure (Lin 2004), 0–100, from torchmetrics' implementation of the reference
-    ``rouge-score`` package (lower-cased, non-alphanumerics as spaces, no stemming), so the
-    numbers compare with published ROUGE-L; 0 when either text is empty."""
-    if not re.search(r"[a-z0-9]", hypothesis.lower()) or not re.search(r"[a-z0-9]", reference.lower()):
+    """ROUGE-L F-measure (Lin 2004), 0–100, on :func:`rouge_tokens`, so the numbers compare with
+    published ROUGE-L; 0 when either text has no token."""
+    hypothesis_tokens, reference_tokens = rouge_tokens(hypothesis), rouge_tokens(reference)
+    if not hypothesis_tokens or not reference_tokens:
         return 0.0
-    return 100.0 * float(rouge_score(hypothesis, reference, rouge_keys="rougeL")["rougeL_fmeasure"])
+    common = longest_common_subsequence(hypothesis_tokens, reference_tokens)
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(hypothesis_tokens), common / len(reference_tokens)
+    return 100.0 * 2 * precision * recall / (precision + recall)
 
 
 def score_texts(hypotheses: list[str], references: list[str]) -> tuple[dict, pd.DataFrame]:

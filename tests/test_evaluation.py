@@ -111,3 +111,41 @@ def test_evaluate_returns_every_metric_and_per_window_rows():
     assert result.vae_samples.shape == (3, cfg.model.vae_samples, 3, 20, 24)
     assert result.per_window["target_text"][0] == " ".join(split.descriptions[0][4].split())
     assert 1 < result.metrics["text_perplexity"] < 3 * len(WORDS)
+
+
+def test_ssim_and_psnr_match_torchmetrics():
+    """storylib's SSIM and PSNR (written out to spare every kernel torchmetrics' import) give
+    torchmetrics' values on random, identical, constant and shifted images."""
+    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+    generator = torch.Generator().manual_seed(0)
+    target = torch.rand(5, 3, 60, 125, generator=generator)
+    predicted = torch.stack([
+        torch.rand(3, 60, 125, generator=generator),
+        target[1],
+        torch.full((3, 60, 125), 0.5),
+        target[3].roll(7, dims=-1),
+        (target[4] + 0.1).clamp(0, 1),
+    ])
+    metrics = image_window_metrics(predicted, target)
+    expected_ssim = structural_similarity_index_measure(predicted, target, data_range=1.0, reduction="none")
+    assert torch.allclose(metrics["image_ssim"], expected_ssim, atol=1e-6)
+    assert metrics["image_ssim"][1] == pytest.approx(1.0, abs=1e-6)
+    finite = torch.tensor([0, 2, 3, 4])
+    expected_psnr = peak_signal_noise_ratio(predicted, target, data_range=1.0, reduction="none", dim=(1, 2, 3))
+    assert torch.allclose(metrics["image_psnr"][finite], expected_psnr[finite], atol=1e-4)
+    assert math.isinf(metrics["image_psnr"][1])
+
+
+@pytest.mark.parametrize("hypothesis, reference", [
+    ("A man walks into the old house.", "the man walks slowly into a house"),
+    ("Two dogs, three cats!", "three cats and two dogs"),
+    ("same words here", "same words here"),
+    ("nothing shared", "entirely different text"),
+    ("Numbers 12 and 7-up", "numbers 7 up 12"),
+])
+def test_rouge_l_matches_torchmetrics(hypothesis, reference):
+    from torchmetrics.functional.text.rouge import rouge_score
+
+    expected = 100.0 * float(rouge_score(hypothesis, reference, rouge_keys="rougeL")["rougeL_fmeasure"])
+    assert rouge_l(hypothesis, reference) == pytest.approx(expected, abs=1e-4)
