@@ -115,6 +115,10 @@ class ModelConfig:
     attention_heads: int = _number(4, 1, 64)
     vae: bool = False
     vae_samples: int = _number(4, 1, 64)
+    # standard: z ~ N(μ, σ²) of the context, KL to N(0, I) (Kingma & Welling 2014); learned: a
+    # learned prior N(μ, σ²) of the context and, while training, a posterior that also sees
+    # frame 5, KL(posterior ‖ prior) (SVG-LP, Denton & Fergus 2018)
+    vae_prior: str = _choice("standard", "learned", default="standard")
     # decoders are chosen by name from storylib.models.registry (conv, residual, warp; lstm, copy)
     image_decoder: str = _registered("image", default="conv")
     text_decoder: str = _registered("text", default="lstm")
@@ -435,9 +439,18 @@ def config_from_dict(values: Mapping[str, Any], source: str = "config") -> Exper
     return config
 
 
+# Settings added after runs were recorded, at the value that does what was done before they
+# existed: left out of the hash at that value, so those runs stay valid (not stale).
+NEUTRAL_SETTINGS: dict[tuple[str, str], Any] = {("model", "vae_prior"): "standard"}
+
+
 def config_hash(config: ExperimentConfig) -> str:
     """A short, stable hash of everything that changes a run's result."""
-    canonical = json.dumps(config_to_dict(config), sort_keys=True, separators=(",", ":"))
+    values = config_to_dict(config)
+    for (section, key), neutral in NEUTRAL_SETTINGS.items():
+        if values[section].get(key) == neutral:
+            del values[section][key]
+    canonical = json.dumps(values, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 
 import numpy as np
@@ -10,11 +12,12 @@ import torch
 import yaml
 
 from storylib.classical import shift_images
-from storylib.config import ConfigError, available_experiments, load_experiment_config
+from storylib.config import ConfigError, available_experiments, config_hash, config_to_dict, load_experiment_config
 from storylib.data.dataset import WindowSplit
 from storylib.evaluation import best_of_k, evaluate, group_means
 from storylib.models import build_model
 from storylib.models.motion import FRAME_PAIRS, pair_motion
+from storylib.models.predictor import gaussian_kl, kl_divergence
 from storylib.models.registry import decoder_class, decoder_names
 from storylib.models.warp import WarpImageDecoder, translate
 from tests.helpers_fake_data import WORDS, FakeTokenizer, make_batch, make_split, tiny_config
@@ -187,6 +190,54 @@ def test_a_vae_samples_different_frames_reproducibly():
     assert result.metrics["image_mae_best_of_k"] != result.metrics["image_mae"]
     # ... and is drawn from the run's seed, so a second evaluation gives the same figure
     assert evaluate(model, split, FakeTokenizer(), cfg).metrics["image_mae_best_of_k"] == result.metrics["image_mae_best_of_k"]
+
+
+def test_gaussian_kl_on_hand_made_values():
+    mu, logvar = torch.tensor([[0.5, -1.0]]), torch.tensor([[0.2, -0.3]])
+    # against N(0, I) it is the standard VAE's KL
+    assert gaussian_kl(mu, logvar, torch.zeros(1, 2), torch.zeros(1, 2)) == pytest.approx(float(kl_divergence(mu, logvar)))
+    assert float(gaussian_kl(mu, logvar, mu, logvar)) == pytest.approx(0.0, abs=1e-7)
+    # one dimension: N(1, 1) against N(0, e^2): ½ (2 − 0 + (1 + 1) / e² − 1)
+    expected = 0.5 * (2 + 2 / math.exp(2) - 1)
+    assert float(gaussian_kl(torch.ones(1, 1), torch.zeros(1, 1), torch.zeros(1, 1), torch.full((1, 1), 2.0))) == pytest.approx(expected)
+
+
+def test_the_learned_prior_draws_from_the_posterior_only_while_training():
+    """SVG-LP: training decodes a z drawn from a posterior that sees frame 5; evaluation decodes
+    the prior's μ, so frame 5 cannot leak into a test prediction, and KL(posterior ‖ prior) is
+    the loss term in both modes."""
+    torch.manual_seed(0)
+    cfg = tiny_config("shots_vae", **{"model.vae_prior": "learned"})
+    model = build_model(cfg, len(WORDS), SIZE)
+    assert model.to_posterior is not None
+    with torch.no_grad():
+        model.image_decoder.head[-1].weight.normal_(0, 0.5)  # so z changes the frame
+    batch = make_batch(make_split(3, SIZE), 3)
+    other = dict(batch, target_frame=batch["target_frame"].flip(0))
+    model.eval()
+    with torch.no_grad():
+        evaluated, evaluated_other = model(batch), model(other)
+        z, *_ = model.encode(batch, sample=False)
+    assert torch.equal(evaluated.predicted_frame, evaluated_other.predicted_frame)  # frame 5 is not used
+    assert torch.equal(evaluated.latent, z)
+    assert float(evaluated.losses["kl"]) > 0 and float(evaluated.losses["kl"]) != float(evaluated_other.losses["kl"])
+    model.train()
+    torch.manual_seed(1)
+    trained = model(batch)
+    assert not torch.allclose(trained.latent, z)
+    trained.losses["kl"].backward()
+    assert model.to_posterior.weight.grad is not None and model.to_posterior.weight.grad.abs().sum() > 0
+
+
+def test_the_standard_prior_leaves_the_config_hash_as_it_was_before_the_setting():
+    """vae_prior was added after runs were recorded; at "standard" those runs keep their hash."""
+    cfg = load_experiment_config("shots_vae", "cpu")
+    without = config_to_dict(cfg)
+    del without["model"]["vae_prior"]
+    old_style = hashlib.sha256(json.dumps(without, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+    assert config_hash(cfg) == old_style
+    learned = load_experiment_config("shots_vae", "cpu", overrides={"model.vae_prior": "learned"})
+    assert config_hash(learned) != config_hash(cfg)
 
 
 def labelled_split(patterns: list[str], cuts: list[bool]) -> WindowSplit:

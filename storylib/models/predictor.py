@@ -44,6 +44,13 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean()
 
 
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor, prior_mu: torch.Tensor, prior_logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(μ, σ²) ‖ N(μ_p, σ_p²)) = ½ Σ_d (log σ_p² − log σ² + (σ² + (μ − μ_p)²) / σ_p² − 1),
+    summed over the latent dimensions and averaged over the batch (SVG-LP's KL term)."""
+    ratio = (logvar.exp() + (mu - prior_mu).pow(2)) / prior_logvar.exp()
+    return (0.5 * (prior_logvar - logvar + ratio - 1).sum(dim=1)).mean()
+
+
 def text_loss(
     text_logits: torch.Tensor, target_text_ids: torch.Tensor, coverage_penalty: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -77,9 +84,12 @@ class StoryPredictor(nn.Module):
             frame_dim += 2 * self.cross_modal.dim
         self.story_encoder = StoryEncoder(frame_dim, c.gru_hidden)
         self.dropout = nn.Dropout(c.dropout)
+        self.to_posterior: nn.Linear | None = None
         if c.vae:
             self.to_mu = nn.Linear(self.story_encoder.out_dim, c.latent_dim)
             self.to_logvar = nn.Linear(self.story_encoder.out_dim, c.latent_dim)
+            if c.vae_prior == "learned":  # sees the context's summary and frame 5's image vector
+                self.to_posterior = nn.Linear(self.story_encoder.out_dim + c.image_feature_dim, 2 * c.latent_dim)
         else:
             self.to_latent = nn.Linear(self.story_encoder.out_dim, c.latent_dim)
 
@@ -116,6 +126,7 @@ class StoryPredictor(nn.Module):
             "ids": context_ids.reshape(batch_size, frames * length),
             "padding": (context_ids == PAD_ID).reshape(batch_size, frames * length),
             "frame": torch.arange(frames, device=context_ids.device).repeat_interleave(length),
+            "summary": summary,  # the story encoder's output, for the learned prior's posterior
         }
         return z, mu, logvar, memory, attention
 
@@ -126,17 +137,26 @@ class StoryPredictor(nn.Module):
         each batch once for the frame, the text and the samples (None: encode here)."""
         context_frames, target_ids = batch["context_frames"], batch["target_text_ids"]
         z, mu, logvar, memory, attention = self.encode(batch) if encoded is None else encoded
+        target_frame = batch["target_frame"]
+        kl = kl_divergence(mu.float(), logvar.float()) if mu is not None else z.new_zeros((), dtype=torch.float32)
+        if self.to_posterior is not None:
+            # SVG-LP: the posterior sees frame 5; z is drawn from it while training only (at test
+            # time, and for the validation loss, z comes from the learned prior of the context)
+            target_vector = self.image_encoder(target_frame.unsqueeze(1))[0][:, 0]
+            post_mu, post_logvar = self.to_posterior(torch.cat([memory["summary"], target_vector], dim=-1)).chunk(2, dim=-1)
+            if self.training:
+                z = post_mu + torch.randn_like(post_mu) * torch.exp(0.5 * post_logvar)
+            kl = gaussian_kl(post_mu.float(), post_logvar.float(), mu.float(), logvar.float())
         predicted_frame = self.image_decoder(z, context_frames)
         predicted_context = self.context_decoder(z)
         text_logits, _, coverage_penalty = self.text_decoder(target_ids[:, :-1], z, memory)
 
-        target_frame = batch["target_frame"]
         image_error = F.l1_loss if self.image_loss == "l1" else F.mse_loss
         losses = {
             "image": image_error(predicted_frame.float(), target_frame),
             "text": text_loss(text_logits, target_ids, coverage_penalty),
             "context": F.mse_loss(predicted_context.float(), context_frames.mean(dim=1)),
-            "kl": kl_divergence(mu.float(), logvar.float()) if mu is not None else z.new_zeros((), dtype=torch.float32),
+            "kl": kl,
         }
         return PredictorOutput(predicted_frame, predicted_context, text_logits, losses, attention, mu, logvar, z)
 
