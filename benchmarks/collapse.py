@@ -31,7 +31,7 @@ from storylib.config import config_to_dict, run_config
 from storylib.data.tokenizer import resolve_tokenizer_kind
 from storylib.floors import compute_floors
 from storylib.io import atomic_write_json
-from storylib.reporting import COLLAPSE_FILE
+from storylib.results.contract import COLLAPSE_FILE
 
 LEFT_FLOOR_MAE = 0.005  # below the median floor by more than this …
 LEFT_FLOOR_SPREAD = 0.01  # … with predictions that differ between stories by more than this

@@ -28,7 +28,8 @@ import numpy as np
 
 from storylib.config import DataConfig
 from storylib.data.prepare import prepare_data
-from storylib.floors import IMAGE_FLOORS, IMAGE_ORACLES, TEXT_FLOORS, compute_floors
+from storylib.floors import compute_floors
+from storylib.results.contract import IMAGE_FLOORS, IMAGE_ORACLES, TEXT_FLOORS
 
 
 def calibration(floors: dict) -> dict:

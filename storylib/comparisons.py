@@ -25,7 +25,6 @@ import pandas as pd
 import yaml
 
 from storylib.reporting import (
-    COLLAPSE_FILE,
     DECIMALS,
     FLOOR_ORDER,
     collect_runs,
@@ -43,13 +42,13 @@ from storylib.reporting import (
     verdict,
     _format_single,
 )
+from storylib.results.contract import COLLAPSE_FILE, CONFIG_FILE, SHOT_GROUPS, TEST_WINDOWS_TABLE
 
 SWITCHES = (("model", "cross_modal_attention"), ("model", "vae"))
 # Settings that only a VAE has: a VAE experiment differs from its plain model in these too.
 VAE_SETTINGS = (("train", "kl_weight"), ("train", "kl_warmup_epochs"))
 # What is not the experiment: the run's identity and provenance.
 RUN_IDENTITY = ("name", "description", "seed")
-SHOT_GROUPS = ("continues", "cuts")
 # The groups every switch effect is reported on: all windows, the two shot groups, and the
 # pattern where the next view is least predictable from the context.
 COMPARISON_GROUPS = ("all", *SHOT_GROUPS, "irregular")
@@ -59,7 +58,7 @@ GROUP_COLUMNS = ["family", "experiment", "reference", "switch", "metric", "group
 
 
 def _config(data_dir: Path, experiment: str) -> dict:
-    path = seed_dirs(data_dir, experiment)[0] / "config.yaml"
+    path = seed_dirs(data_dir, experiment)[0] / CONFIG_FILE
     return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
 
 
@@ -94,7 +93,7 @@ def families(data_dir: Path | str) -> dict[str, dict[str, str]]:
 def window_groups(data_dir: Path | str) -> dict[str, list[int]]:
     """Test window indices of every group ``test_windows.csv`` names: all, the shot groups and
     each pattern (an empty list for a group without windows)."""
-    path = Path(data_dir) / "test_windows.csv"
+    path = Path(data_dir) / TEST_WINDOWS_TABLE
     if not path.is_file():
         return {}
     table = pd.read_csv(path, keep_default_na=False)

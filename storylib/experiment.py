@@ -39,11 +39,29 @@ from storylib import evaluation, training
 from storylib.config import ExperimentConfig, config_hash, config_to_yaml, load_experiment_config, run_config
 from storylib.data import PreparedData, prepare_data, resolve_source, source_label
 from storylib.data.tokenizer import resolve_tokenizer_kind
-from storylib.floors import IMAGE_FLOORS, PICTURED_FLOORS, TEXT_FLOORS, compute_floors, floor_prediction_frames, floor_table
+from storylib.floors import PICTURED_FLOORS, compute_floors, floor_prediction_frames, floor_table
 from storylib.io import atomic_save_npz, atomic_write_json, atomic_write_text, exclusive
 from storylib.locations import environment_override, resolve_results_dir, resolve_scale  # noqa: F401
 from storylib.models import StoryPredictor, build_model, count_parameters
 from storylib.runs import CONTRACT_KEYS, checkpoint_digest, checkpoint_problem, finished_hash
+from storylib.results.contract import (
+    BEST_CHECKPOINT,
+    CONFIG_FILE,
+    FLOORS_FILE,
+    FLOOR_WINDOWS_FILE,
+    HISTORY_FILE,
+    IMAGE_FLOORS,
+    LAST_CHECKPOINT,
+    LOSS_CURVE_FILE,
+    METRICS_FILE,
+    PREDICTIONS_FRAMES,
+    PREDICTIONS_TABLE,
+    TEST_WINDOWS_FRAMES,
+    TEST_WINDOWS_TABLE,
+    TEXT_FLOORS,
+    data_folder,
+    run_folder,
+)
 
 SHARED_FILES_LOCK = Path(".locks") / "shared-files.lock"
 TEST_WINDOW_COLUMNS = ["window_index", "story_id", *(f"context_text_{i}" for i in range(1, 5)), "target_text"]
@@ -107,10 +125,10 @@ def setup(
     write ``config.yaml``. ``STORYLIB_SCALE`` in the environment overrides ``scale``."""
     cfg = planned_config(experiment, data, scale, seed, device, overrides)
     scale, source = cfg.scale, cfg.data.source
-    data_dir = resolve_results_dir(results_dir) / f"{source_label(source)}-{scale}"
-    run_dir = data_dir / experiment / f"seed{seed}"
+    data_dir = data_folder(resolve_results_dir(results_dir), source_label(source), scale)
+    run_dir = run_folder(data_dir, experiment, seed)
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", config_to_yaml(cfg))
+    atomic_write_text(run_dir / CONFIG_FILE, config_to_yaml(cfg))
     return Run(
         experiment, seed, scale, cfg, config_hash(cfg), run_dir, data_dir, source, str(training.resolve_device(device))
     )
@@ -135,7 +153,7 @@ def _read_floors(path: Path) -> dict:
 def floors_problem(data_dir: Path, prepared: PreparedData) -> str | None:
     """What is wrong with ``floors.json`` + ``floor_windows.csv`` for ``prepared`` (None: usable)."""
     try:
-        floors = _read_floors(data_dir / "floors.json")
+        floors = _read_floors(data_dir / FLOORS_FILE)
     except ValueError as error:
         return f"floors.json: {error}"
     absent = [name for name in (*IMAGE_FLOORS, *TEXT_FLOORS) if not isinstance(floors.get(name), dict)]
@@ -147,7 +165,7 @@ def floors_problem(data_dir: Path, prepared: PreparedData) -> str | None:
         if floors.get(key) != value:
             return f"floors.json: {key} is {floors.get(key)!r}, the prepared data has {value!r}"
     try:
-        per_window = pd.read_csv(data_dir / "floor_windows.csv")
+        per_window = pd.read_csv(data_dir / FLOOR_WINDOWS_FILE)
     except FileNotFoundError:
         return "floor_windows.csv: missing"
     except (OSError, ValueError) as error:
@@ -168,7 +186,7 @@ def test_windows_problem(data_dir: Path, prepared: PreparedData, count: int) -> 
     """What is wrong with ``test_windows.npz`` + ``test_windows.csv`` for ``prepared`` (None: usable)."""
     test = prepared.test
     try:
-        with np.load(data_dir / "test_windows.npz", allow_pickle=False) as saved:
+        with np.load(data_dir / TEST_WINDOWS_FRAMES, allow_pickle=False) as saved:
             window_index, frames = saved["window_index"], saved["frames"]
             pictured = {f"floor_{name}" for name in PICTURED_FLOORS} <= set(saved.files)
     except FileNotFoundError:
@@ -182,7 +200,7 @@ def test_windows_problem(data_dir: Path, prepared: PreparedData, count: int) -> 
     if not pictured:
         return "test_windows.npz: it lacks the floors' predictions (floor_<name>)"
     try:
-        table = pd.read_csv(data_dir / "test_windows.csv", keep_default_na=False)
+        table = pd.read_csv(data_dir / TEST_WINDOWS_TABLE, keep_default_na=False)
     except FileNotFoundError:
         return "test_windows.csv: missing"
     except (OSError, ValueError) as error:
@@ -197,14 +215,14 @@ def test_windows_problem(data_dir: Path, prepared: PreparedData, count: int) -> 
 
 def _write_floors(data_dir: Path, prepared: PreparedData) -> None:
     floors, per_window = compute_floors(prepared)  # floors["data_cache"] names the windows' content key
-    atomic_write_text(data_dir / "floor_windows.csv", per_window.to_csv(index=False))
-    atomic_write_json(data_dir / "floors.json", floors)
+    atomic_write_text(data_dir / FLOOR_WINDOWS_FILE, per_window.to_csv(index=False))
+    atomic_write_json(data_dir / FLOORS_FILE, floors)
 
 
 def _write_test_windows(data_dir: Path, prepared: PreparedData, count: int) -> None:
     test = prepared.test
     atomic_save_npz(
-        data_dir / "test_windows.npz",
+        data_dir / TEST_WINDOWS_FRAMES,
         window_index=np.arange(count),
         frames=np.asarray(test.frames[:count]),
         **floor_prediction_frames(test, count),
@@ -214,7 +232,7 @@ def _write_test_windows(data_dir: Path, prepared: PreparedData, count: int) -> N
         table[f"context_text_{frame + 1}"] = [d[frame] for d in test.descriptions]
     table["target_text"] = [d[4] for d in test.descriptions]
     table = table.join(shot_table(test))
-    atomic_write_text(data_dir / "test_windows.csv", table.to_csv(index=False))
+    atomic_write_text(data_dir / TEST_WINDOWS_TABLE, table.to_csv(index=False))
 
 
 def ensure_shared_files(data_dir: Path, prepared: PreparedData, config: ExperimentConfig) -> list[str]:
@@ -243,7 +261,7 @@ def refresh_shared_files(experiment: str, data: str, scale: str, results_dir: st
     """:func:`ensure_shared_files` for the results folder of (data, scale), with the data settings
     of ``experiment`` (``run_all.py`` calls it before the report, even when every run is reused)."""
     cfg = planned_config(experiment, data, scale)
-    data_dir = resolve_results_dir(results_dir) / f"{source_label(cfg.data.source)}-{cfg.scale}"
+    data_dir = data_folder(resolve_results_dir(results_dir), source_label(cfg.data.source), cfg.scale)
     return ensure_shared_files(data_dir, prepare_data(cfg.data), cfg)
 
 
@@ -287,11 +305,11 @@ def train(run: Run, prepared: PreparedData, model: StoryPredictor) -> pd.DataFra
     weights on disk back it any more, and the run trains afresh (``last.pt`` would only resume
     the finished trajectory beside the wrong ``best.pt``).
     """
-    best = run.run_dir / "checkpoints" / "best.pt"
+    best = run.run_dir / BEST_CHECKPOINT
     problem = checkpoint_problem(run.run_dir) if finished_hash(run.run_dir) == run.config_hash else None
     if problem:
-        print(f"{problem}; removing {run.run_dir / 'test_metrics.json'} and training this run afresh")
-        (run.run_dir / "test_metrics.json").unlink(missing_ok=True)
+        print(f"{problem}; removing {run.run_dir / METRICS_FILE} and training this run afresh")
+        (run.run_dir / METRICS_FILE).unlink(missing_ok=True)
         history = training.train(run.config, prepared, run.run_dir, resume=False, model=model)
     elif is_complete(run.run_dir, run.config_hash) and best.is_file():
         print(f"{run.run_dir} is a finished run of this configuration: reusing {best.name}, not training again")
@@ -299,7 +317,7 @@ def train(run: Run, prepared: PreparedData, model: StoryPredictor) -> pd.DataFra
         history = training_history(run.run_dir)
     else:
         history = training.train(run.config, prepared, run.run_dir, resume=True, model=model)
-    curve = run.run_dir / "loss_curve.png"
+    curve = run.run_dir / LOSS_CURVE_FILE
     if curve.is_file():
         from IPython.display import Image
 
@@ -310,13 +328,13 @@ def train(run: Run, prepared: PreparedData, model: StoryPredictor) -> pd.DataFra
 def training_history(run_dir: Path) -> pd.DataFrame:
     """The per-epoch metrics of a run: ``metrics.csv``, else the history saved in its checkpoints
     (``last.pt``, then ``best.pt``), which also restores ``metrics.csv``."""
-    path = run_dir / "metrics.csv"
+    path = run_dir / HISTORY_FILE
     try:
         return pd.read_csv(path)
     except (OSError, ValueError):
         pass
-    for name in ("last.pt", "best.pt"):
-        checkpoint_path = run_dir / "checkpoints" / name
+    for checkpoint in (LAST_CHECKPOINT, BEST_CHECKPOINT):
+        checkpoint_path = run_dir / checkpoint
         if checkpoint_path.is_file():
             history = pd.DataFrame(training.load_checkpoint(checkpoint_path).get("history", []),
                                    columns=training.METRIC_COLUMNS)
@@ -332,7 +350,7 @@ def training_history(run_dir: Path) -> pd.DataFrame:
 
 def evaluate(run: Run, prepared: PreparedData, model: StoryPredictor) -> evaluation.EvaluationResult:
     """Score the best checkpoint on the test windows; ``result.table`` sets it beside the floors."""
-    best = run.run_dir / "checkpoints" / "best.pt"
+    best = run.run_dir / BEST_CHECKPOINT
     checkpoint = training.load_checkpoint(best)
     model.load_state_dict(checkpoint["model"])
     model.to(training.resolve_device(run.config.train.device))
@@ -341,11 +359,11 @@ def evaluate(run: Run, prepared: PreparedData, model: StoryPredictor) -> evaluat
         num_params=count_parameters(model),
         tokenizer=prepared.tokenizer.name,
         data_source=prepared.source,
-        checkpoint="checkpoints/best.pt",
+        checkpoint=BEST_CHECKPOINT.as_posix(),
         checkpoint_epoch=int(checkpoint["epoch"]),
     )
     if floors_problem(run.data_dir, prepared) is None:
-        floors = _read_floors(run.data_dir / "floors.json")
+        floors = _read_floors(run.data_dir / FLOORS_FILE)
     else:
         floors = compute_floors(prepared)[0]
     result.table = floor_table(floors, result.metrics)
@@ -387,19 +405,19 @@ def record(run: Run, result: evaluation.EvaluationResult, keep_checkpoints: bool
     missing = [key for key in CONTRACT_KEYS if key not in metrics]
     if missing:
         raise ValueError(f"evaluation result lacks {', '.join(missing)}; use experiment.evaluate to produce it")
-    best = run.run_dir / "checkpoints" / "best.pt"
+    best = run.run_dir / BEST_CHECKPOINT
     if best.is_file():  # the weights these metrics come from: reuse checks them (storylib.runs)
         metrics.update(checkpoint_digest(best))
-    atomic_write_text(run.run_dir / "predictions.csv", result.per_window.to_csv(index=False))
+    atomic_write_text(run.run_dir / PREDICTIONS_TABLE, result.per_window.to_csv(index=False))
     arrays = {"window_index": result.saved_window_index, "predicted_frame": result.predicted_frames}
     if result.vae_samples is not None:
         arrays["vae_samples"] = result.vae_samples
-    atomic_save_npz(run.run_dir / "predictions.npz", **arrays)
-    atomic_write_json(run.run_dir / "test_metrics.json", metrics)
+    atomic_save_npz(run.run_dir / PREDICTIONS_FRAMES, **arrays)
+    atomic_write_json(run.run_dir / METRICS_FILE, metrics)
     if keep_checkpoints is None:
         keep_checkpoints = os.environ.get("STORYLIB_KEEP_CHECKPOINTS", "").strip() not in ("", "0")
-    if not keep_checkpoints and (run.run_dir / "checkpoints" / "best.pt").is_file():
-        (run.run_dir / "checkpoints" / "last.pt").unlink(missing_ok=True)
+    if not keep_checkpoints and (run.run_dir / BEST_CHECKPOINT).is_file():
+        (run.run_dir / LAST_CHECKPOINT).unlink(missing_ok=True)
     return metrics
 
 

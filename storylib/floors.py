@@ -37,10 +37,8 @@ from storylib.data.dataset import PreparedData, WindowSplit, iterate_batches
 from storylib.data.shots import SHOT_NAMES
 from storylib.evaluation import IMAGE_METRICS, ImageScorer, score_texts
 from storylib.models.encoders import PAD_ID
+from storylib.results.contract import IMAGE_FLOORS, IMAGE_ORACLES
 
-IMAGE_FLOORS = ("median_image", "mean_image", "copy_last_frame", "motion_extrapolation", "analogue")
-IMAGE_ORACLES = ("oracle_best_context",)  # peek at the truth: references, not floors
-TEXT_FLOORS = ("unigram", "copy_last_description", "analogue")  # analogue: image and text alike
 TEXT_METRICS = ("bleu", "chrf", "rouge_l")
 TARGET = 4  # index of the target frame / description in a window
 BATCH = 64

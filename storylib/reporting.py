@@ -30,6 +30,32 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from storylib.io import atomic_save_npz, atomic_write_json, atomic_write_text
+from storylib.results.contract import (
+    BEST_CHECKPOINT,
+    COLLAPSE_FILE,
+    CONFIG_FILE,
+    FLOORS_FILE,
+    FLOOR_WINDOWS_FILE,
+    HISTORY_FILE,
+    IMAGE_FLOORS,
+    LAST_CHECKPOINT,
+    LOSS_TERMS,
+    METRICS_FILE,
+    PLAN_FILE,
+    PREDICTIONS_FRAMES,
+    PREDICTIONS_TABLE,
+    REPORT_HTML,
+    REPORT_INPUTS_FILE,
+    REPORT_NOTEBOOK,
+    RESULTS_MARKDOWN,
+    RESULTS_TABLE,
+    SHOT_GROUPS,
+    SUBSET_FILE,
+    TEST_WINDOWS_FRAMES,
+    TEST_WINDOWS_TABLE,
+    data_folder,
+    run_folder,
+)
 
 # Every metric of test_metrics.json that the comparison shows, in display order.
 CONTRACT_METRICS = (
@@ -61,7 +87,6 @@ DECIMALS = {
 }
 # Baseline first, the capacity control second: the two references of every comparison.
 EXPERIMENT_ORDER = ("baseline", "enhanced", "crossmodal", "vae", "both", "shots", "shots_crossmodal", "shots_vae", "shots_both")
-IMAGE_FLOORS = ("median_image", "mean_image", "copy_last_frame", "motion_extrapolation", "analogue")
 # Display order of the floors of floors.json; any other floor there is shown after these.
 FLOOR_ORDER = (*IMAGE_FLOORS, "oracle_best_context", "unigram", "copy_last_description")
 # The columns of the two metric tables shown in the notebook (Results.md keeps the whole table).
@@ -71,7 +96,7 @@ TEXT_TABLE = ("n_seeds", "text_perplexity", "bleu", "chrf", "rouge_l")
 FIGURE_DPI = 100
 PAGE_WIDTH_INCHES = 10.8          # 1,080 px; a tight bounding box adds about 11 px
 MIN_FONT_PT = 9.0
-LOSS_TERMS = ("loss", "image", "text", "context", "kl")
+CURVE_TERMS = ("loss", *LOSS_TERMS)  # the weighted sum, then each term
 VERDICTS = ("better", "worse", "no clear difference")
 
 
@@ -138,10 +163,10 @@ def run_folders(data_dir: Path | str) -> list[tuple[str, Path, str | None]]:
     from storylib.runs import stale_reason
 
     data_dir = Path(data_dir)
-    records = list(data_dir.glob("*/seed*/test_metrics.json"))
+    records = list(data_dir.glob(f"*/seed*/{METRICS_FILE}"))
     signature = (storylib_version(), _file_signature(
-        [*records, *(path.parent / "config.yaml" for path in records), *Path(PARAMS_DIR).rglob("*.yaml"),
-         *data_dir.glob("*/seed*/checkpoints/best.pt")]))
+        [*records, *(path.parent / CONFIG_FILE for path in records), *Path(PARAMS_DIR).rglob("*.yaml"),
+         *data_dir.glob(f"*/seed*/{BEST_CHECKPOINT.as_posix()}")]))
     cached = _RUN_FOLDERS_CACHE.get(data_dir.absolute())
     if cached is not None and cached[0] == signature:
         return list(cached[1])
@@ -187,7 +212,6 @@ def stale_runs_text(data_dir: Path | str) -> str:
 
 
 # What run_all.py planned in its last call and how each planned run ended (besides finishing).
-PLAN_FILE = "run_plan.json"
 # The plan assumed when a folder has no run_plan.json (notebook 03 run by hand): run_all.py's
 # defaults, every experiment of params/ × this many seeds (more when the folder holds more).
 DEFAULT_SEEDS = 3
@@ -241,9 +265,9 @@ def unusable_runs(data_dir: Path | str) -> pd.DataFrame:
             key = (experiment, int(seed))
             if key in stale and stale[key] is None:
                 continue
-            run_dir = data_dir / experiment / f"seed{seed}"
+            run_dir = run_folder(data_dir, experiment, seed)
             outcome = plan["outcomes"].get(f"{experiment}/seed{seed}") or {}
-            checkpoint = (run_dir / "checkpoints" / "last.pt").is_file()
+            checkpoint = (run_dir / LAST_CHECKPOINT).is_file()
             if key in stale:
                 status, why = "stale", stale[key]
             elif outcome.get("status") == "failed":
@@ -311,7 +335,7 @@ def collect_runs(data_dir: Path | str) -> pd.DataFrame:
 
 def load_floors(data_dir: Path | str) -> dict:
     """``floors.json`` of the folder, or an empty dict when it is not there yet."""
-    path = Path(data_dir) / "floors.json"
+    path = Path(data_dir) / FLOORS_FILE
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
@@ -325,7 +349,7 @@ def results_folder(results_dir: Path | str, data: str, scale: str) -> Path:
     from storylib.data.sources import resolve_source, source_label
     from storylib.locations import resolve_results_dir, resolve_scale
 
-    return resolve_results_dir(results_dir) / f"{source_label(resolve_source(data))}-{resolve_scale(scale)}"
+    return data_folder(resolve_results_dir(results_dir), source_label(resolve_source(data)), resolve_scale(scale))
 
 
 def data_and_scale(data_dir: Path | str) -> tuple[str, str]:
@@ -475,7 +499,7 @@ def experiment_table(data_dir: Path | str, part: str | None = None) -> pd.DataFr
     runs = collect_runs(data_dir)
     rows = {}
     for experiment in finished_experiments(data_dir):
-        config_path = seed_dirs(data_dir, experiment)[0] / "config.yaml"
+        config_path = seed_dirs(data_dir, experiment)[0] / CONFIG_FILE
         config = yaml.safe_load(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
         row: dict[str, object] = {"description": (config or {}).get("description", "")}
         for column, (section, key) in CONFIG_COLUMNS:
@@ -512,7 +536,7 @@ PERPLEXITY_DEFINITION = (
 def _numeric_predictions(folder: Path) -> pd.DataFrame:
     """predictions.csv of one run, numeric columns only, indexed by window_index; read once per
     version of the file (a bootstrap table asks for each metric of each seed)."""
-    path = folder / "predictions.csv"
+    path = folder / PREDICTIONS_TABLE
     try:
         status = path.stat()
     except OSError:
@@ -723,7 +747,7 @@ _PAIRED_CACHE: dict[tuple, pd.DataFrame] = {}
 def _inputs_signature(data_dir: Path | str) -> tuple:
     """(size, mtime) of every file a paired table reads, with which runs are current."""
     data_dir = Path(data_dir)
-    return (tuple(run_folders(data_dir)), _file_signature([data_dir / "floors.json", *data_dir.glob("*/seed*/predictions.csv")]))
+    return (tuple(run_folders(data_dir)), _file_signature([data_dir / FLOORS_FILE, *data_dir.glob(f"*/seed*/{PREDICTIONS_TABLE}")]))
 
 
 def format_paired(table: pd.DataFrame) -> pd.DataFrame:
@@ -750,7 +774,7 @@ def format_paired(table: pd.DataFrame) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- the answer
 
-SHOT_GROUPS = (("continues", "where the shot continues"), ("cuts", "where the shot cuts"))
+SHOT_GROUP_WORDS = {"continues": "where the shot continues", "cuts": "where the shot cuts"}
 
 
 def _seed_means(runs: pd.DataFrame, column: str) -> pd.Series:
@@ -816,7 +840,8 @@ def answer_text(data_dir: Path | str) -> str:
         lines.append(f"- Image: best on image MAE (mean over seeds) is `{best}`. The strongest floor, lowest "
                      f"image MAE over all windows with the oracle excluded, is `{name}`. Overall "
                      f"{_compare(best, mae[best], name, float(values['image_mae']), 'image_mae')}: {verdict_text}.")
-        for group, words in SHOT_GROUPS:
+        for group in SHOT_GROUPS:
+            words = SHOT_GROUP_WORDS[group]
             group_means = _seed_means(runs, f"image_mae_{group}")
             value = _floor_value(values, "image_mae", group)
             if group_means.empty or value is None:
@@ -867,8 +892,8 @@ def _message_figure(text: str) -> Figure:
 
 def mean_history(data_dir: Path | str, experiment: str) -> pd.DataFrame:
     """metrics.csv of every seed of ``experiment``, averaged per epoch."""
-    frames = [pd.read_csv(folder / "metrics.csv") for folder in seed_dirs(data_dir, experiment)
-              if (folder / "metrics.csv").is_file()]
+    frames = [pd.read_csv(folder / HISTORY_FILE) for folder in seed_dirs(data_dir, experiment)
+              if (folder / HISTORY_FILE).is_file()]
     if not frames:
         return pd.DataFrame()
     return pd.concat(frames, ignore_index=True).groupby("epoch", as_index=False).mean(numeric_only=True)
@@ -881,12 +906,12 @@ def plot_loss_curves(data_dir: Path | str) -> Figure:
     if not histories:
         return _message_figure(no_runs_message(data_dir))
     columns = 3
-    rows = -(-(len(LOSS_TERMS) + 1) // columns)          # one more panel for the legend
+    rows = -(-(len(CURVE_TERMS) + 1) // columns)          # one more panel for the legend
     figure = Figure(figsize=(PAGE_WIDTH_INCHES, 3.0 * rows), dpi=FIGURE_DPI, layout="constrained")
     grid = figure.subplots(rows, columns, squeeze=False).ravel()
-    axes, spare = grid[: len(LOSS_TERMS)], grid[len(LOSS_TERMS):]
+    axes, spare = grid[: len(CURVE_TERMS)], grid[len(CURVE_TERMS):]
     colours = {e: f"C{i % 10}" for i, e in enumerate(histories)}
-    for axis, term in zip(axes, LOSS_TERMS):
+    for axis, term in zip(axes, CURVE_TERMS):
         for experiment, history in histories.items():
             for split, style in (("train", "-"), ("val", "--")):
                 column = f"{split}_{term}"
@@ -928,7 +953,7 @@ class ResultsFolder:
     def __init__(self, data_dir: Path | str):
         self.data_dir = Path(data_dir)
         self._predictions: dict[tuple[str, int], tuple[pd.DataFrame, dict]] = {}
-        path = self.data_dir / "test_windows.npz"
+        path = self.data_dir / TEST_WINDOWS_FRAMES
         if path.is_file():
             with np.load(path) as arrays:
                 self.window_indices = arrays["window_index"].astype(int)
@@ -939,10 +964,10 @@ class ResultsFolder:
             self.window_indices = np.zeros(0, dtype=int)
             self.frames = np.zeros((0, 5, 3, 1, 1), dtype=np.uint8)
             self.floor_frames = {}
-        texts_path = self.data_dir / "test_windows.csv"
+        texts_path = self.data_dir / TEST_WINDOWS_TABLE
         self.texts = (pd.read_csv(texts_path, keep_default_na=False).set_index("window_index")
                       if texts_path.is_file() else pd.DataFrame())
-        floors_path = self.data_dir / "floor_windows.csv"
+        floors_path = self.data_dir / FLOOR_WINDOWS_FILE
         self.floor_windows = (pd.read_csv(floors_path).set_index("window_index")
                               if floors_path.is_file() else pd.DataFrame())
         self.experiments = finished_experiments(self.data_dir)
@@ -978,12 +1003,12 @@ class ResultsFolder:
         seed = seeds[0] if seed is None and seeds else seed
         key = (experiment, int(seed) if seed is not None else -1)
         if key not in self._predictions:
-            folder = self.data_dir / experiment / f"seed{seed}"
-            table = (pd.read_csv(folder / "predictions.csv", keep_default_na=False).set_index("window_index")
-                     if (folder / "predictions.csv").is_file() else pd.DataFrame())
+            folder = run_folder(self.data_dir, experiment, seed)
+            table = (pd.read_csv(folder / PREDICTIONS_TABLE, keep_default_na=False).set_index("window_index")
+                     if (folder / PREDICTIONS_TABLE).is_file() else pd.DataFrame())
             arrays: dict = {}
-            if (folder / "predictions.npz").is_file():
-                with np.load(folder / "predictions.npz") as loaded:
+            if (folder / PREDICTIONS_FRAMES).is_file():
+                with np.load(folder / PREDICTIONS_FRAMES) as loaded:
                     arrays = {name: loaded[name] for name in loaded.files}
             self._predictions[key] = (table, arrays)
         return self._predictions[key]
@@ -1022,9 +1047,6 @@ def default_windows(data_dir: Path | str, count: int = 4) -> list[int]:
     return evenly_spaced(ResultsFolder(data_dir).window_indices, count)
 
 
-SUBSET_FILE = "saved_windows_subset.json"
-
-
 def keep_saved_window_subset(data_dir: Path | str, count: int) -> list[int]:
     """Shrink a results folder for committing: keep the frames and predicted frames (and VAE
     samples) of ``count`` evenly spaced test windows only, in ``test_windows.npz`` and every
@@ -1039,8 +1061,8 @@ def keep_saved_window_subset(data_dir: Path | str, count: int) -> list[int]:
     kept = evenly_spaced(folder.window_indices, count)
     positions = [folder.position(w) for w in kept]
     floors = {f"floor_{name}": frames[positions] for name, frames in folder.floor_frames.items()}
-    atomic_save_npz(data_dir / "test_windows.npz", window_index=np.asarray(kept), frames=folder.frames[positions], **floors)
-    for path in data_dir.glob("*/seed*/predictions.npz"):
+    atomic_save_npz(data_dir / TEST_WINDOWS_FRAMES, window_index=np.asarray(kept), frames=folder.frames[positions], **floors)
+    for path in data_dir.glob(f"*/seed*/{PREDICTIONS_FRAMES}"):
         with np.load(path) as loaded:
             arrays = {name: loaded[name] for name in loaded.files}
         keep = np.isin(arrays["window_index"], kept)
@@ -1190,7 +1212,7 @@ def write_report_files(data_dir: Path | str, update_reference: bool = False,
     floors = load_floors(data_dir)
     buffer = StringIO()
     runs.to_csv(buffer, index=False)
-    paths = {"results_csv": atomic_write_text(data_dir / "results.csv", buffer.getvalue())}
+    paths = {"results_csv": atomic_write_text(data_dir / RESULTS_TABLE, buffer.getvalue())}
     lines = [f"# Results: {data_dir.name}", ""]
     if not runs.empty:
         lines += [answer_text(data_dir).replace("### The answer", "## The answer"), ""]
@@ -1216,19 +1238,17 @@ def write_report_files(data_dir: Path | str, update_reference: bool = False,
                       "are worse than the strongest floor of the metric, so a \"better\" there is not learning)", "",
                       markdown_table(differences.drop(columns="reference"), index=False), ""]
         lines += list(extra_sections)
-    paths["results_md"] = atomic_write_text(data_dir / "Results.md", "\n".join(lines))
+    paths["results_md"] = atomic_write_text(data_dir / RESULTS_MARKDOWN, "\n".join(lines))
     print(f"Wrote {', '.join(path.name for path in paths.values())} in {data_dir.name}.")
     return paths
 
 
 # Beside report.html: the digest of everything the report read when it was last built.
-REPORT_INPUTS_FILE = "report_inputs.json"
 # Files of the folder and of every run folder that notebook 03 reads.
 # Beside the runs, when benchmarks/collapse.py wrote it: the published decoder under one-factor changes.
-COLLAPSE_FILE = "collapse_diagnostic.json"
-REPORT_FOLDER_FILES = ("floors.json", "floor_windows.csv", "test_windows.csv", "test_windows.npz", SUBSET_FILE, PLAN_FILE,
+REPORT_FOLDER_FILES = (FLOORS_FILE, FLOOR_WINDOWS_FILE, TEST_WINDOWS_TABLE, TEST_WINDOWS_FRAMES, SUBSET_FILE, PLAN_FILE,
                        COLLAPSE_FILE)
-REPORT_RUN_FILES = ("test_metrics.json", "config.yaml", "metrics.csv", "predictions.csv", "predictions.npz")
+REPORT_RUN_FILES = (METRICS_FILE, CONFIG_FILE, HISTORY_FILE, PREDICTIONS_TABLE, PREDICTIONS_FRAMES)
 # The package code that decides what the report shows.
 REPORT_CODE = ("reporting.py", "comparisons.py", "widgets.py", "runs.py", "config.py")
 
@@ -1282,8 +1302,8 @@ def report_is_current(data_dir: Path | str, digest: str) -> bool:
         recorded = json.loads((data_dir / REPORT_INPUTS_FILE).read_text(encoding="utf-8")).get("digest")
     except (OSError, ValueError, AttributeError):
         return False
-    return (recorded == digest and (data_dir / "report.html").is_file()
-            and (data_dir / "comparison_report.ipynb").is_file())
+    return (recorded == digest and (data_dir / REPORT_HTML).is_file()
+            and (data_dir / REPORT_NOTEBOOK).is_file())
 
 
 def record_report_inputs(data_dir: Path | str, digest: str) -> Path:

@@ -48,6 +48,15 @@ from jupyter_client.manager import AsyncKernelManager
 from storylib.config import SCALES, ConfigError, available_experiments
 from storylib.io import LockWaitCancelled, atomic_write_text, exclusive, is_interactive
 from storylib.runs import checkpoint_problem, finished_hash
+from storylib.results.contract import (
+    EXPLORATION_NOTEBOOK,
+    FLOORS_FILE,
+    REPORT_HTML,
+    REPORT_NOTEBOOK,
+    RUN_NOTEBOOK,
+    data_folder,
+    run_folder,
+)
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 EXPLORATION_NOTEBOOK = "01_data_exploration.ipynb"
@@ -245,7 +254,7 @@ def plan_experiment_runs(experiments: Sequence[str], seeds: int, data: str, scal
     runs = []
     for seed in range(seeds):
         for experiment in experiments:
-            run_dir = data_dir / experiment / f"seed{seed}"
+            run_dir = run_folder(data_dir, experiment, seed)
             planned = planned_hash(experiment, data, scale, seed)
             problem = None if force or finished_hash(run_dir) != planned else checkpoint_problem(run_dir)
             if problem:
@@ -253,7 +262,7 @@ def plan_experiment_runs(experiments: Sequence[str], seeds: int, data: str, scal
             reused = not force and problem is None and finished_hash(run_dir) == planned
             runs.append(NotebookRun(
                 label=f"{experiment} seed{seed}", notebook=notebooks_dir / EXPERIMENT_NOTEBOOK,
-                output=run_dir / "experiment.ipynb",
+                output=run_dir / RUN_NOTEBOOK,
                 parameters={"experiment": experiment, "data": data, "scale": scale, "seed": seed,
                             "results_dir": str(results_dir), "device": "auto"},
                 reused=reused, planned_hash=planned))
@@ -650,7 +659,7 @@ def build_report_html(outcome: RunOutcome, html_path: Path, digest: str | None,
     try:
         write_html_report(outcome.run.output, html_path)
     except RunAllError as error:
-        step_failures.append(RunOutcome(NotebookRun("report.html", Path("run_all.py"), html_path, {}), "failed",
+        step_failures.append(RunOutcome(NotebookRun(REPORT_HTML, Path("run_all.py"), html_path, {}), "failed",
                                         ename="RunAllError", evalue=str(error)))
         (data_dir / REPORT_INPUTS_FILE).unlink(missing_ok=True)
         return "report.html not built; see the failures below"
@@ -769,7 +778,7 @@ def run_shared_files(shared_files: SharedFiles, experiment: str, data: str, scal
                      data_dir: Path) -> RunOutcome | None:
     """Check (and rebuild) the folder's shared files (under their lock, taken by
     :func:`storylib.experiment.ensure_shared_files`); a failed outcome, or None."""
-    step = NotebookRun("shared files (floors, saved test windows)", Path("run_all.py"), data_dir / "floors.json", {})
+    step = NotebookRun("shared files (floors, saved test windows)", Path("run_all.py"), data_dir / FLOORS_FILE, {})
     started = time.perf_counter()
     try:
         for note in shared_files(experiment, data, scale, results_dir):
@@ -819,7 +828,7 @@ def _main(argv: Sequence[str] | None, notebooks_dir: Path | str | None, planned_
         data = check_data_source(args.data)
         scale = resolve_scale(args.scale)
         results_dir = Path(args.results_dir).expanduser().resolve()
-        data_dir = results_dir / f"{source_label(data)}-{scale}"
+        data_dir = data_folder(results_dir, source_label(data), scale)
         print(f"data: {data}   scale: {scale}   results: {data_dir}", flush=True)
         workers = f"{jobs} job(s)" if args.executor == "local" else "as Ray tasks"
         print(f"experiments: {', '.join(experiments)} x {args.seeds} seed(s), {workers}", flush=True)
@@ -875,10 +884,10 @@ def _run_notebooks(args: argparse.Namespace, notebooks_dir: Path, experiments: l
 
     exploration_parameters = {"data": data, "scale": scale, "results_dir": kernel_results_dir(results_dir, notebooks_dir)}
     exploration = NotebookRun("01_data_exploration", notebooks_dir / EXPLORATION_NOTEBOOK,
-                              data_dir / "data_exploration.ipynb", exploration_parameters)
+                              data_dir / EXPLORATION_NOTEBOOK, exploration_parameters)
     exploration.reused = not args.force and exploration_reusable(exploration.output, exploration_parameters)
     report = NotebookRun("03_comparison_report", notebooks_dir / REPORT_NOTEBOOK,
-                         data_dir / "comparison_report.ipynb", {**exploration_parameters, "update_reference": True})
+                         data_dir / REPORT_NOTEBOOK, {**exploration_parameters, "update_reference": True})
     reporter = ProgressReporter(2 + len(experiment_runs))
     started = time.perf_counter()
     interruption = _ACTIVE = Interruption()
@@ -904,7 +913,7 @@ def _run_notebooks(args: argparse.Namespace, notebooks_dir: Path, experiments: l
         print_interrupted(outcomes, started, interruption.cause)
         return EXIT_INTERRUPTED
 
-    html_path = data_dir / "report.html"
+    html_path = data_dir / REPORT_HTML
     html_note = build_report_html(outcomes[-1], html_path, digest, step_failures)
     reused = sum(outcome.status == "reused" for outcome in outcomes)
     failures = [outcome for outcome in outcomes if outcome.status in ("failed", "lost")] + step_failures

@@ -25,10 +25,7 @@ from pathlib import Path
 
 import storylib
 from storylib.config import ConfigError, config_hash, load_config_file, run_config
-
-METRICS_FILE = "test_metrics.json"
-CONFIG_FILE = "config.yaml"
-CHECKPOINT_FILE = Path("checkpoints") / "best.pt"   # the weights a finished run's metrics come from
+from storylib.results.contract import BEST_CHECKPOINT, CONFIG_FILE, METRICS_FILE
 CONTRACT_KEYS = (
     "image_mae", "image_mse", "image_ssim", "image_psnr", "text_perplexity", "bleu", "chrf", "rouge_l",
     "prediction_spread", "num_params", "train_seconds", "stories_per_second", "tokenizer", "data_source",
@@ -93,7 +90,7 @@ def checkpoint_problem(run_dir: Path | str) -> str | None:
     except (OSError, RunRecordError):
         return None
     recorded_size, recorded_sha = metrics.get("checkpoint_bytes"), metrics.get("checkpoint_sha256")
-    path = run_dir / CHECKPOINT_FILE
+    path = run_dir / BEST_CHECKPOINT
     if recorded_sha is None or not path.is_file():
         return None
     what = (f"{path} is not the checkpoint {run_dir / METRICS_FILE} was recorded with "

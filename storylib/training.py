@@ -30,8 +30,15 @@ from storylib.config import ExperimentConfig, TrainConfig, config_to_dict
 from storylib.data.dataset import PreparedData, WindowSplit, iterate_batches
 from storylib.io import atomic_write_bytes, atomic_write_text, progress
 from storylib.models import StoryPredictor, build_model
+from storylib.results.contract import (
+    BEST_CHECKPOINT,
+    CHECKPOINT_DIR,
+    HISTORY_FILE,
+    LAST_CHECKPOINT,
+    LOSS_CURVE_FILE,
+    LOSS_TERMS,
+)
 
-LOSS_TERMS = ("image", "text", "context", "kl")
 METRIC_COLUMNS = [
     "epoch",
     *(f"train_{t}" for t in ("loss", *LOSS_TERMS)),
@@ -353,7 +360,7 @@ def train(
     ``stop_after_epochs`` stops early after that many epochs in total (an interruption, for tests).
     """
     run_dir = Path(run_dir)
-    checkpoint_dir = run_dir / "checkpoints"
+    checkpoint_dir = run_dir / CHECKPOINT_DIR
     apply_thread_setting()
     device = resolve_device(cfg.train.device)
     torch.manual_seed(cfg.seed)
@@ -371,15 +378,15 @@ def train(
     history: list[dict] = []
     best_val = float("inf")
     start_epoch = 1
-    last_path = checkpoint_dir / "last.pt"
+    last_path = run_dir / LAST_CHECKPOINT
     if resume and last_path.is_file():
         checkpoint = load_checkpoint(last_path, map_location=device)
         if checkpoint.get("config") != resolved:
             print(f"{last_path} was written for a different configuration; starting afresh")
-        elif not (checkpoint_dir / "best.pt").is_file():
+        elif not (run_dir / BEST_CHECKPOINT).is_file():
             # the first epoch writes best.pt beside last.pt: without it the trajectory cannot
             # be scored (someone deleted it), so it is trained again from the start
-            print(f"{checkpoint_dir / 'best.pt'} is missing; training afresh instead of resuming from {last_path}")
+            print(f"{run_dir / BEST_CHECKPOINT} is missing; training afresh instead of resuming from {last_path}")
         else:
             model.load_state_dict(checkpoint["model"])
             optimizer.load_state_dict(checkpoint["optimizer"])
@@ -424,8 +431,8 @@ def train(
         best_val = min(best_val, selection_loss)
 
         frame = pd.DataFrame(history, columns=METRIC_COLUMNS)
-        atomic_write_text(run_dir / "metrics.csv", frame.to_csv(index=False))
-        _save_figure(plot_loss_curve(frame), run_dir / "loss_curve.png")
+        atomic_write_text(run_dir / HISTORY_FILE, frame.to_csv(index=False))
+        _save_figure(plot_loss_curve(frame), run_dir / LOSS_CURVE_FILE)
         if epoch in visualize:
             figure = plot_predictions(model, show_split, prepared.tokenizer, cfg, device, f"{cfg.name}, epoch {epoch}")
             _save_figure(figure, run_dir / "visualizations" / f"epoch_{epoch:03d}.png")
@@ -442,5 +449,5 @@ def train(
         }
         save_checkpoint(last_path, state)
         if improved:
-            save_checkpoint(checkpoint_dir / "best.pt", best_checkpoint_state(state))
+            save_checkpoint(run_dir / BEST_CHECKPOINT, best_checkpoint_state(state))
     return pd.DataFrame(history, columns=METRIC_COLUMNS)

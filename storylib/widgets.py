@@ -45,6 +45,7 @@ from PIL import Image as PILImage
 from storylib.comparisons import window_groups
 from storylib.reporting import (MIN_FONT_PT, SUBSET_FILE, Panel, ResultsFolder, floor_row_label, frame_to_hwc,
                                 panel_figure, run_folders, short_text)
+from storylib.results.contract import PREDICTIONS_FRAMES, PREDICTIONS_TABLE, run_folder
 
 ORDERS = ("window order", "worst first", "best first")
 ALL_WINDOWS = "all windows"
@@ -109,7 +110,7 @@ class RunFiles:
         key = (experiment, seed)
         with self._lock:
             if key not in self._tables:
-                path = self.data_dir / experiment / f"seed{seed}" / "predictions.csv"
+                path = run_folder(self.data_dir, experiment, seed) / PREDICTIONS_TABLE
                 self._tables[key] = (pd.read_csv(path, keep_default_na=False).set_index("window_index")
                                      if path.is_file() else pd.DataFrame())
             return self._tables[key]
@@ -124,7 +125,7 @@ class RunFiles:
         with self._lock:
             if key not in self._arrays:
                 self._arrays[key] = None
-                path = self.data_dir / experiment / f"seed{seed}" / "predictions.npz"
+                path = run_folder(self.data_dir, experiment, seed) / PREDICTIONS_FRAMES
                 if path.is_file():
                     with np.load(path) as loaded:
                         if name in loaded.files and "window_index" in loaded.files:
