@@ -43,7 +43,6 @@ from storylib.floors import PICTURED_FLOORS, compute_floors, floor_prediction_fr
 from storylib.io import atomic_save_npz, atomic_write_json, atomic_write_text, exclusive
 from storylib.locations import environment_override, resolve_results_dir, resolve_scale  # noqa: F401
 from storylib.models import StoryPredictor, build_model, count_parameters
-from storylib.runs import CONTRACT_KEYS, checkpoint_digest, checkpoint_problem, finished_hash
 from storylib.results.contract import (
     BEST_CHECKPOINT,
     CONFIG_FILE,
@@ -62,6 +61,7 @@ from storylib.results.contract import (
     data_folder,
     run_folder,
 )
+from storylib.runs import CONTRACT_KEYS, checkpoint_digest, checkpoint_problem, finished_hash
 
 SHARED_FILES_LOCK = Path(".locks") / "shared-files.lock"
 TEST_WINDOW_COLUMNS = ["window_index", "story_id", *(f"context_text_{i}" for i in range(1, 5)), "target_text"]

@@ -1,6 +1,7 @@
 """Where a notebook reads and writes: the scale and the results folder, from its parameters,
 the environment (``STORYLIB_SCALE``, ``STORYLIB_RESULTS_DIR``) and, for ``"auto"``, the
-machine (a GPU, Colab: :mod:`storylib.colab`).
+machine (a GPU, Colab: :mod:`storylib.colab`); and where the data cache lives
+(``STORYLIB_CACHE``).
 
 Its own module, importing neither torch nor the data layer, so that the comparison report
 (which needs only these two answers) starts in a fraction of a second: importing
@@ -45,3 +46,9 @@ def resolve_results_dir(results_dir: str | Path) -> Path:
 
         chosen = default_results_dir()
     return Path(chosen)
+
+
+def cache_root() -> Path:
+    """``$STORYLIB_CACHE`` when set, else ``~/.cache/storylib``."""
+    configured = os.environ.get("STORYLIB_CACHE")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "storylib"

@@ -34,6 +34,7 @@ from storylib.results.contract import (
     BEST_CHECKPOINT,
     COLLAPSE_FILE,
     CONFIG_FILE,
+    EXECUTED_REPORT,
     FLOORS_FILE,
     FLOOR_WINDOWS_FILE,
     HISTORY_FILE,
@@ -46,7 +47,6 @@ from storylib.results.contract import (
     PREDICTIONS_TABLE,
     REPORT_HTML,
     REPORT_INPUTS_FILE,
-    REPORT_NOTEBOOK,
     RESULTS_MARKDOWN,
     RESULTS_TABLE,
     SHOT_GROUPS,
@@ -1303,7 +1303,7 @@ def report_is_current(data_dir: Path | str, digest: str) -> bool:
     except (OSError, ValueError, AttributeError):
         return False
     return (recorded == digest and (data_dir / REPORT_HTML).is_file()
-            and (data_dir / REPORT_NOTEBOOK).is_file())
+            and (data_dir / EXECUTED_REPORT).is_file())
 
 
 def record_report_inputs(data_dir: Path | str, digest: str) -> Path:

@@ -47,16 +47,16 @@ from jupyter_client.manager import AsyncKernelManager
 
 from storylib.config import SCALES, ConfigError, available_experiments
 from storylib.io import LockWaitCancelled, atomic_write_text, exclusive, is_interactive
-from storylib.runs import checkpoint_problem, finished_hash
 from storylib.results.contract import (
-    EXPLORATION_NOTEBOOK,
+    EXECUTED_EXPLORATION,
+    EXECUTED_REPORT,
+    EXECUTED_RUN,
     FLOORS_FILE,
     REPORT_HTML,
-    REPORT_NOTEBOOK,
-    RUN_NOTEBOOK,
     data_folder,
     run_folder,
 )
+from storylib.runs import checkpoint_problem, finished_hash
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 EXPLORATION_NOTEBOOK = "01_data_exploration.ipynb"
@@ -262,7 +262,7 @@ def plan_experiment_runs(experiments: Sequence[str], seeds: int, data: str, scal
             reused = not force and problem is None and finished_hash(run_dir) == planned
             runs.append(NotebookRun(
                 label=f"{experiment} seed{seed}", notebook=notebooks_dir / EXPERIMENT_NOTEBOOK,
-                output=run_dir / RUN_NOTEBOOK,
+                output=run_dir / EXECUTED_RUN,
                 parameters={"experiment": experiment, "data": data, "scale": scale, "seed": seed,
                             "results_dir": str(results_dir), "device": "auto"},
                 reused=reused, planned_hash=planned))
@@ -884,10 +884,10 @@ def _run_notebooks(args: argparse.Namespace, notebooks_dir: Path, experiments: l
 
     exploration_parameters = {"data": data, "scale": scale, "results_dir": kernel_results_dir(results_dir, notebooks_dir)}
     exploration = NotebookRun("01_data_exploration", notebooks_dir / EXPLORATION_NOTEBOOK,
-                              data_dir / EXPLORATION_NOTEBOOK, exploration_parameters)
+                              data_dir / EXECUTED_EXPLORATION, exploration_parameters)
     exploration.reused = not args.force and exploration_reusable(exploration.output, exploration_parameters)
     report = NotebookRun("03_comparison_report", notebooks_dir / REPORT_NOTEBOOK,
-                         data_dir / REPORT_NOTEBOOK, {**exploration_parameters, "update_reference": True})
+                         data_dir / EXECUTED_REPORT, {**exploration_parameters, "update_reference": True})
     reporter = ProgressReporter(2 + len(experiment_runs))
     started = time.perf_counter()
     interruption = _ACTIVE = Interruption()

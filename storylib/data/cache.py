@@ -33,6 +33,7 @@ import numpy as np
 from storylib.config import DataConfig
 from storylib.data.dataset import WindowSplit
 from storylib.data.sources import source_label
+from storylib.locations import cache_root
 
 # Bump when the content of a cache folder changes for the same configuration.
 CACHE_VERSION = 2  # 2: per-window shot structure in windows.json
@@ -90,12 +91,6 @@ def _megabytes(size: int) -> str:
 def cache_lock_path(folder: Path) -> Path:
     """The lock of one cache entry: ``<cache root>/.locks/<folder name>.lock``."""
     return folder.parent / LOCKS_FOLDER / f"{folder.name}.lock"
-
-
-def cache_root() -> Path:
-    """``$STORYLIB_CACHE`` when set, else ``~/.cache/storylib``."""
-    configured = os.environ.get("STORYLIB_CACHE")
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "storylib"
 
 
 def cache_key_inputs(config: DataConfig, source_identity: dict, tokenizer_kind: str) -> dict:

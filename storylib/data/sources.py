@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from storylib.config import DataConfig
+from storylib.locations import cache_root
 
 if TYPE_CHECKING:  # imported lazily at run time: `datasets` is slow to import
     import datasets
@@ -203,8 +204,6 @@ def _load_hub(config: DataConfig, timeout: float) -> datasets.DatasetDict:
 
 def _load_local(folder: str) -> datasets.DatasetDict:
     import datasets
-
-    from storylib.data.cache import cache_root
 
     files = local_parquet_files(folder)
     try:

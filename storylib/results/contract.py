@@ -30,8 +30,8 @@ SUBSET_FILE = "saved_windows_subset.json"
 PLAN_FILE = "run_plan.json"
 REPORT_INPUTS_FILE = "report_inputs.json"
 COLLAPSE_FILE = "collapse_diagnostic.json"
-EXPLORATION_NOTEBOOK = "data_exploration.ipynb"
-REPORT_NOTEBOOK = "comparison_report.ipynb"
+EXECUTED_EXPLORATION = "data_exploration.ipynb"  # notebooks 01 and 03 as run_all.py executed them
+EXECUTED_REPORT = "comparison_report.ipynb"
 REPORT_HTML = "report.html"
 RESULTS_TABLE = "results.csv"
 RESULTS_MARKDOWN = "Results.md"
@@ -39,7 +39,7 @@ RESULTS_MARKDOWN = "Results.md"
 # --------------------------------------------------------------------------- a run folder
 
 CONFIG_FILE = "config.yaml"
-RUN_NOTEBOOK = "experiment.ipynb"
+EXECUTED_RUN = "experiment.ipynb"  # notebook 02 as executed for this run
 HISTORY_FILE = "metrics.csv"  # one row per epoch: the loss terms, train and validation
 LOSS_CURVE_FILE = "loss_curve.png"
 METRICS_FILE = "test_metrics.json"
