@@ -28,7 +28,7 @@ from sacrebleu.metrics import BLEU, CHRF
 
 from storylib.config import ExperimentConfig
 from storylib.data.dataset import WindowSplit, iterate_batches
-from storylib.models.encoders import PAD_ID
+from storylib.data.tokenizer import PAD_ID
 
 IMAGE_METRICS = ("image_mae", "image_mse", "image_ssim", "image_psnr")
 

@@ -35,8 +35,8 @@ import torch
 from storylib import classical
 from storylib.data.dataset import PreparedData, WindowSplit, iterate_batches
 from storylib.data.shots import SHOT_NAMES
+from storylib.data.tokenizer import PAD_ID
 from storylib.evaluation import IMAGE_METRICS, ImageScorer, score_texts
-from storylib.models.encoders import PAD_ID
 from storylib.results.contract import IMAGE_FLOORS, IMAGE_ORACLES
 
 TEXT_METRICS = ("bleu", "chrf", "rouge_l")

@@ -1,11 +1,11 @@
 """``run_all.py --executor ray``: every experiment × seed run is one Ray task.
 
-A task executes ``02_experiment`` with papermill through :func:`storylib.runner.execute`, the
+A task executes ``02_experiment`` with papermill through :func:`storylib.suite.execute.execute`, the
 same function the local executor calls, so a task takes the run folder's lock, waits for
 another process holding it, reports a failing cell the same way and never raises. Planning
 (reuse by configuration hash), notebook 01 before the tasks, the shared-files check and
 notebook 03 after them, the summary and the failure list stay on the driver, in
-:mod:`storylib.runner`; this module only connects to Ray, submits the runs that are not reused
+:mod:`storylib.suite`; this module only connects to Ray, submits the runs that are not reused
 and collects their outcomes.
 
 Files: the results folder, the data cache (``STORYLIB_CACHE``), the notebooks and this source
@@ -18,7 +18,7 @@ Ctrl-C (no further cell starts, the kernel is interrupted, its checkpoints are k
 Ctrl-C cancels again, which kills the kernels. Results and checkpoints are written atomically
 and a run counts as finished only by its ``test_metrics.json``, so an interrupted run is never
 trusted by a later call: it resumes. SIGTERM on the driver is handled as Ctrl-C (see
-:mod:`storylib.runner`).
+:mod:`storylib.suite`).
 
 A task whose worker or node dies under it (killed, out of memory, the node lost) is reported as
 lost mid-run, after how long, and resumable from its last checkpoint on the next call
@@ -40,8 +40,17 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import storylib
-from storylib import runner
-from storylib.runner import Interruption, NotebookRun, ProgressReporter, RunAllError, RunOutcome
+from storylib.suite.execute import (
+    NotebookRun,
+    ProgressReporter,
+    RunAllError,
+    RunOutcome,
+    execute,
+    kernel_environment,
+    process_environment,
+    settle_without_kernels,
+)
+from storylib.suite.interrupt import Interruption
 
 INSTALL_HINT = 'pip install -e ".[cluster]"'
 POLL_SECONDS = 0.25
@@ -95,7 +104,7 @@ def missing_shared_paths(run: NotebookRun, cwd: Path) -> list[Path]:
 def run_task(run: NotebookRun, cwd: Path, cores: int, keep_checkpoints: bool) -> RunOutcome:
     """Execute one run on this worker as the local executor would, with ``cores`` torch threads.
 
-    :func:`storylib.runner.execute` runs in a thread; the task's main thread waits in short
+    :func:`storylib.suite.execute.execute` runs in a thread; the task's main thread waits in short
     steps, so the KeyboardInterrupt that ``ray.cancel`` raises in it is handled at once: the
     first is the local executor's first Ctrl-C (:meth:`Interruption.handle_sigint`: no cell
     starts, the kernel gets SIGINT), the second kills the kernel. SIGTERM to the worker (a SLURM
@@ -109,12 +118,12 @@ def run_task(run: NotebookRun, cwd: Path, cores: int, keep_checkpoints: bool) ->
             f"node {node} does not see {', '.join(map(str, missing))}; the Ray executor needs the results folder, the "
             "data cache and the source tree on a filesystem every node sees at the same path (see README, "
             "'Run on a Ray cluster')"))
-    interruption = runner._ACTIVE = Interruption()      # the kernel manager registers its kernel there
-    env = runner.kernel_environment(1, cores=max(1, cores), keep_checkpoints=keep_checkpoints)
+    interruption = Interruption()      # its kernel manager registers the kernel there, for cancel
+    env = kernel_environment(1, cores=max(1, cores), keep_checkpoints=keep_checkpoints)
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, interruption.handle_sigint) if in_main_thread else None
     try:
-        with runner.process_environment(env), ThreadPoolExecutor(max_workers=1) as pool:
+        with process_environment(env), ThreadPoolExecutor(max_workers=1) as pool:
             future = pool.submit(execute_with_sigint, run, cwd, interruption)
             while True:
                 try:
@@ -129,13 +138,13 @@ def run_task(run: NotebookRun, cwd: Path, cores: int, keep_checkpoints: bool) ->
 
 
 def execute_with_sigint(run: NotebookRun, cwd: Path, interruption: Interruption) -> RunOutcome:
-    """:func:`storylib.runner.execute` from a thread that does not block SIGINT.
+    """:func:`storylib.suite.execute.execute` from a thread that does not block SIGINT.
 
     Ray workers block SIGINT, and a process inherits the signal mask of the thread that starts
     it: a kernel started from such a thread never sees the SIGINT that interrupts a cell.
     """
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    return runner.execute(run, cwd, interruption)
+    return execute(run, cwd, interruption)
 
 
 def where_storylib_is() -> tuple[str, str]:
@@ -228,7 +237,7 @@ class RayExecutor:
                     interruption: Interruption) -> list[RunOutcome]:
         """Run ``runs`` as Ray tasks (reused ones are not submitted); outcomes in the order of ``runs``."""
         ray = self.ray
-        outcomes, pending = runner.settle_without_kernels(runs, reporter, interruption)
+        outcomes, pending = settle_without_kernels(runs, reporter, interruption)
         refs = {self._remote.remote(runs[p], cwd, self.cpus_per_task, self.keep_checkpoints): p for p in pending}
         submitted = time.perf_counter()
         cancels = 0                      # Ctrl-C presses forwarded to the tasks (cancel again = kill kernels)

@@ -32,7 +32,6 @@ from storylib.io import atomic_write_bytes, atomic_write_text, progress
 from storylib.models import StoryPredictor, build_model
 from storylib.results.contract import (
     BEST_CHECKPOINT,
-    CHECKPOINT_DIR,
     HISTORY_FILE,
     LAST_CHECKPOINT,
     LOSS_CURVE_FILE,
@@ -360,7 +359,6 @@ def train(
     ``stop_after_epochs`` stops early after that many epochs in total (an interruption, for tests).
     """
     run_dir = Path(run_dir)
-    checkpoint_dir = run_dir / CHECKPOINT_DIR
     apply_thread_setting()
     device = resolve_device(cfg.train.device)
     torch.manual_seed(cfg.seed)

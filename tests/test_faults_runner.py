@@ -206,8 +206,10 @@ def test_an_unwritable_results_folder_is_one_message_and_exit_2(tmp_path, capsys
 
 
 def test_an_empty_executed_report_is_one_failure_line_and_the_summary_still_prints(tmp_path, capsys, monkeypatch):
+    import storylib.suite.execute as execute_module   # where the local executor finds execute
+
     notebooks = make_notebooks(tmp_path / "notebooks", slow_experiment("pass"))
-    real_execute = runner.execute
+    real_execute = execute_module.execute
 
     def disk_full_after_the_report(run, cwd, interruption=None):
         outcome = real_execute(run, cwd, interruption)
@@ -215,7 +217,7 @@ def test_an_empty_executed_report_is_one_failure_line_and_the_summary_still_prin
             run.output.write_bytes(b"")                    # what a full disk left
         return outcome
 
-    monkeypatch.setattr(runner, "execute", disk_full_after_the_report)
+    monkeypatch.setattr(execute_module, "execute", disk_full_after_the_report)
     results = tmp_path / "results"
     status = runner.main(["--data", "synthetic", "--scale", "smoke", "--seeds", "1", "--only", "baseline",
                           "--results-dir", str(results)],

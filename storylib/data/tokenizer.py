@@ -23,6 +23,7 @@ BERT_NAME = "bert-base-uncased"
 BERT_REPOS = ("bert-base-uncased", "google-bert/bert-base-uncased")
 TOKENIZER_KINDS = ("auto", BERT_NAME, "trained")
 SPECIAL_TOKENS = {"pad": "[PAD]", "unk": "[UNK]", "bos": "[CLS]", "eos": "[SEP]"}
+PAD_ID = 0  # batches are 0-padded; the models, losses and scores rely on it
 TOKENIZER_FILE = "tokenizer.json"
 METADATA_FILE = "text_tokenizer.json"
 
@@ -39,8 +40,8 @@ class TextTokenizer:
         missing = [SPECIAL_TOKENS[role] for role, token_id in ids.items() if token_id is None]
         if missing:
             raise ValueError(f"tokenizer {name!r} lacks the special token(s) {', '.join(missing)}")
-        if ids["pad"] != 0:
-            raise ValueError(f"tokenizer {name!r} has [PAD] = {ids['pad']}; the package relies on pad id 0")
+        if ids["pad"] != PAD_ID:
+            raise ValueError(f"tokenizer {name!r} has [PAD] = {ids['pad']}; the package relies on pad id {PAD_ID}")
         self.pad_id, self.unk_id, self.bos_id, self.eos_id = ids["pad"], ids["unk"], ids["bos"], ids["eos"]
 
     @property

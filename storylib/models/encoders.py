@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PAD_ID = 0
+from storylib.data.tokenizer import PAD_ID
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
