@@ -19,7 +19,9 @@ import math
 import os
 import random
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -343,6 +345,116 @@ def _wrap(text: str, width: int = 38, lines: int = 4) -> str:
 # --------------------------------------------------------------------------- the loop
 
 
+@dataclass
+class TrainingState:
+    """Everything a checkpoint restores: the model and its optimiser, schedule and scaler, the
+    history so far and the best selection loss."""
+
+    model: StoryPredictor
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    history: list[dict] = field(default_factory=list)
+    best_val: float = float("inf")
+    start_epoch: int = 1
+
+    def checkpoint(self, epoch: int, resolved: dict) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "rng": rng_state(),
+            "epoch": epoch,
+            "best_val": self.best_val,
+            "config": resolved,
+            "history": self.history,
+        }
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def new_training_state(cfg: ExperimentConfig, prepared: PreparedData, model: StoryPredictor | None,
+                       device: torch.device) -> TrainingState:
+    """A fresh model (built from ``cfg`` when None; after :func:`seed_everything`) on ``device``
+    with its optimiser, learning-rate schedule and gradient scaler."""
+    if model is None:
+        model = build_model(cfg, prepared.tokenizer.vocab_size, prepared.train.image_size)
+    model.to(device)
+    optimizer = make_optimizer(model, cfg.train)
+    steps_per_epoch = math.ceil(len(prepared.train) / cfg.train.batch_size)
+    scheduler = make_scheduler(optimizer, cfg.train, steps_per_epoch * cfg.train.epochs)
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.train.amp and device.type == "cuda")
+    return TrainingState(model, optimizer, scheduler, scaler)
+
+
+def resume_training(state: TrainingState, run_dir: Path, resolved: dict, device: torch.device, epochs: int) -> None:
+    """Continue ``state`` from ``last.pt`` when it was written for the same configuration and
+    ``best.pt`` is beside it; otherwise say why and leave the fresh state as it is."""
+    last_path = run_dir / LAST_CHECKPOINT
+    if not last_path.is_file():
+        return
+    checkpoint = load_checkpoint(last_path, map_location=device)
+    if checkpoint.get("config") != resolved:
+        print(f"{last_path} was written for a different configuration; starting afresh")
+        return
+    if not (run_dir / BEST_CHECKPOINT).is_file():
+        # the first epoch writes best.pt beside last.pt: without it the trajectory cannot
+        # be scored (someone deleted it), so it is trained again from the start
+        print(f"{run_dir / BEST_CHECKPOINT} is missing; training afresh instead of resuming from {last_path}")
+        return
+    state.model.load_state_dict(checkpoint["model"])
+    state.optimizer.load_state_dict(checkpoint["optimizer"])
+    if state.scheduler is not None and checkpoint.get("scheduler") is not None:
+        state.scheduler.load_state_dict(checkpoint["scheduler"])
+    if checkpoint.get("scaler"):
+        state.scaler.load_state_dict(checkpoint["scaler"])
+    set_rng_state(checkpoint["rng"])
+    state.history = list(checkpoint.get("history", []))
+    state.best_val = float(checkpoint["best_val"])
+    state.start_epoch = int(checkpoint["epoch"]) + 1
+    if state.start_epoch <= epochs:
+        print(f"resuming from {last_path} after epoch {checkpoint['epoch']}")
+
+
+def run_epoch(state: TrainingState, prepared: PreparedData, cfg: ExperimentConfig, device: torch.device,
+              epoch: int) -> dict:
+    """Train one epoch, score the validation split; the epoch's row of ``metrics.csv``."""
+    started = time.perf_counter()
+    kl_weight = kl_weight_at(cfg.train, epoch)
+    train_terms = _train_epoch(state.model, state.optimizer, state.scheduler, state.scaler, prepared.train, cfg,
+                               device, epoch, kl_weight)
+    train_seconds = time.perf_counter() - started
+    val_terms = evaluate_losses(state.model, prepared.val, cfg, device, kl_weight)
+    row = {"epoch": epoch}
+    row.update({f"train_{k}": v for k, v in train_terms.items()})
+    row.update({f"val_{k}": v for k, v in val_terms.items()})
+    row.update(
+        lr=state.optimizer.param_groups[0]["lr"],
+        kl_weight=kl_weight,
+        epoch_seconds=time.perf_counter() - started,
+        stories_per_second=len(prepared.train) / max(train_seconds, 1e-9),
+    )
+    print(
+        f"epoch {epoch}/{cfg.train.epochs}: train {row['train_loss']:.4f} val {row['val_loss']:.4f} "
+        f"(image {row['val_image']:.4f}, text {row['val_text']:.3f}) "
+        f"{row['epoch_seconds']:.1f}s, {row['stories_per_second']:.1f} stories/s",
+        flush=True,
+    )
+    return row
+
+
+def write_history(run_dir: Path, history: list[dict]) -> None:
+    """``metrics.csv`` and ``loss_curve.png`` of the epochs so far."""
+    frame = pd.DataFrame(history, columns=METRIC_COLUMNS)
+    atomic_write_text(run_dir / HISTORY_FILE, frame.to_csv(index=False))
+    _save_figure(plot_loss_curve(frame), run_dir / LOSS_CURVE_FILE)
+
+
 def train(
     cfg: ExperimentConfig,
     prepared: PreparedData,
@@ -357,95 +469,33 @@ def train(
     configuration (a different configuration starts afresh, with a notice). A finished
     trajectory is not retrained: its history is returned and its weights loaded.
     ``stop_after_epochs`` stops early after that many epochs in total (an interruption, for tests).
+    After every epoch: ``metrics.csv``, the loss curve, ``last.pt``, and ``best.pt`` when the
+    selection loss (validation, else training) improved.
     """
     run_dir = Path(run_dir)
     apply_thread_setting()
     device = resolve_device(cfg.train.device)
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    random.seed(cfg.seed)
-    if model is None:
-        model = build_model(cfg, prepared.tokenizer.vocab_size, prepared.train.image_size)
-    model.to(device)
-    optimizer = make_optimizer(model, cfg.train)
-    steps_per_epoch = math.ceil(len(prepared.train) / cfg.train.batch_size)
-    scheduler = make_scheduler(optimizer, cfg.train, steps_per_epoch * cfg.train.epochs)
-    scaler = torch.amp.GradScaler("cuda", enabled=cfg.train.amp and device.type == "cuda")
+    seed_everything(cfg.seed)
+    state = new_training_state(cfg, prepared, model, device)
     resolved = config_to_dict(cfg)
-
-    history: list[dict] = []
-    best_val = float("inf")
-    start_epoch = 1
-    last_path = run_dir / LAST_CHECKPOINT
-    if resume and last_path.is_file():
-        checkpoint = load_checkpoint(last_path, map_location=device)
-        if checkpoint.get("config") != resolved:
-            print(f"{last_path} was written for a different configuration; starting afresh")
-        elif not (run_dir / BEST_CHECKPOINT).is_file():
-            # the first epoch writes best.pt beside last.pt: without it the trajectory cannot
-            # be scored (someone deleted it), so it is trained again from the start
-            print(f"{run_dir / BEST_CHECKPOINT} is missing; training afresh instead of resuming from {last_path}")
-        else:
-            model.load_state_dict(checkpoint["model"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            if scheduler is not None and checkpoint.get("scheduler") is not None:
-                scheduler.load_state_dict(checkpoint["scheduler"])
-            if checkpoint.get("scaler"):
-                scaler.load_state_dict(checkpoint["scaler"])
-            set_rng_state(checkpoint["rng"])
-            history = list(checkpoint.get("history", []))
-            best_val = float(checkpoint["best_val"])
-            start_epoch = int(checkpoint["epoch"]) + 1
-            if start_epoch <= cfg.train.epochs:
-                print(f"resuming from {last_path} after epoch {checkpoint['epoch']}")
+    if resume:
+        resume_training(state, run_dir, resolved, device, cfg.train.epochs)
 
     last_epoch = cfg.train.epochs if stop_after_epochs is None else min(cfg.train.epochs, stop_after_epochs)
     visualize = set(cfg.train.visualize_epochs) | {cfg.train.epochs}
     show_split = prepared.val if len(prepared.val) else prepared.train
-    for epoch in range(start_epoch, last_epoch + 1):
-        started = time.perf_counter()
-        kl_weight = kl_weight_at(cfg.train, epoch)
-        train_terms = _train_epoch(model, optimizer, scheduler, scaler, prepared.train, cfg, device, epoch, kl_weight)
-        train_seconds = time.perf_counter() - started
-        val_terms = evaluate_losses(model, prepared.val, cfg, device, kl_weight)
-        row = {"epoch": epoch}
-        row.update({f"train_{k}": v for k, v in train_terms.items()})
-        row.update({f"val_{k}": v for k, v in val_terms.items()})
-        row.update(
-            lr=optimizer.param_groups[0]["lr"],
-            kl_weight=kl_weight,
-            epoch_seconds=time.perf_counter() - started,
-            stories_per_second=len(prepared.train) / max(train_seconds, 1e-9),
-        )
-        history.append(row)
-        print(
-            f"epoch {epoch}/{cfg.train.epochs}: train {row['train_loss']:.4f} val {row['val_loss']:.4f} "
-            f"(image {row['val_image']:.4f}, text {row['val_text']:.3f}) "
-            f"{row['epoch_seconds']:.1f}s, {row['stories_per_second']:.1f} stories/s",
-            flush=True,
-        )
+    for epoch in range(state.start_epoch, last_epoch + 1):
+        row = run_epoch(state, prepared, cfg, device, epoch)
+        state.history.append(row)
         selection_loss = row["val_loss"] if len(prepared.val) else row["train_loss"]
-        improved = selection_loss < best_val
-        best_val = min(best_val, selection_loss)
-
-        frame = pd.DataFrame(history, columns=METRIC_COLUMNS)
-        atomic_write_text(run_dir / HISTORY_FILE, frame.to_csv(index=False))
-        _save_figure(plot_loss_curve(frame), run_dir / LOSS_CURVE_FILE)
+        improved = selection_loss < state.best_val
+        state.best_val = min(state.best_val, selection_loss)
+        write_history(run_dir, state.history)
         if epoch in visualize:
-            figure = plot_predictions(model, show_split, prepared.tokenizer, cfg, device, f"{cfg.name}, epoch {epoch}")
+            figure = plot_predictions(state.model, show_split, prepared.tokenizer, cfg, device, f"{cfg.name}, epoch {epoch}")
             _save_figure(figure, run_dir / "visualizations" / f"epoch_{epoch:03d}.png")
-        state = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-            "rng": rng_state(),
-            "epoch": epoch,
-            "best_val": best_val,
-            "config": resolved,
-            "history": history,
-        }
-        save_checkpoint(last_path, state)
+        checkpoint = state.checkpoint(epoch, resolved)
+        save_checkpoint(run_dir / LAST_CHECKPOINT, checkpoint)
         if improved:
-            save_checkpoint(run_dir / BEST_CHECKPOINT, best_checkpoint_state(state))
-    return pd.DataFrame(history, columns=METRIC_COLUMNS)
+            save_checkpoint(run_dir / BEST_CHECKPOINT, best_checkpoint_state(checkpoint))
+    return pd.DataFrame(state.history, columns=METRIC_COLUMNS)
