@@ -260,13 +260,26 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return images.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu().numpy()
 
 
-def evaluate(model, split: WindowSplit, tokenizer, cfg: ExperimentConfig, device=None) -> EvaluationResult:
-    """Score ``model`` on every window of ``split`` (see the module docstring)."""
-    device = device or next(model.parameters()).device
-    model.eval()
-    scorer = ImageScorer()
-    nll_sums, token_counts, generated_texts, target_texts, indices = [], [], [], [], []
-    saved_frames, saved_samples, best_maes, diversities = [], [], [], []
+@dataclass
+class _Collected:
+    """What :func:`evaluate` gathers batch by batch before it scores the texts and averages."""
+
+    scorer: ImageScorer = field(default_factory=ImageScorer)
+    nll_sums: list = field(default_factory=list)
+    token_counts: list = field(default_factory=list)
+    generated_texts: list = field(default_factory=list)
+    target_texts: list = field(default_factory=list)
+    indices: list = field(default_factory=list)
+    saved_frames: list = field(default_factory=list)
+    saved_samples: list = field(default_factory=list)
+    best_maes: list = field(default_factory=list)
+    diversities: list = field(default_factory=list)
+
+
+def _collect(model, split: WindowSplit, tokenizer, cfg: ExperimentConfig, device) -> _Collected:
+    """Predict every window of ``split``: frame, text likelihood, greedy text, best-of-K samples,
+    and the first ``saved_prediction_windows`` frames (and VAE samples) kept as uint8."""
+    found = _Collected()
     keep = cfg.eval.saved_prediction_windows or len(split)
     autocast = torch.autocast(device_type="cuda", dtype=torch.float16, enabled=cfg.train.amp and device.type == "cuda")
     with torch.no_grad(), torch.random.fork_rng(devices=[]), autocast:
@@ -275,33 +288,40 @@ def evaluate(model, split: WindowSplit, tokenizer, cfg: ExperimentConfig, device
             # one encoding serves the frame, the greedy text and the samples (eval mode: z = μ)
             encoded = model.encode(batch, sample=False)
             out = model(batch, encoded=encoded)
-            scorer.update(out.predicted_frame, batch["target_frame"])
+            found.scorer.update(out.predicted_frame, batch["target_frame"])
             best_mae, diversity = best_of_k(model.sample_frames(batch, cfg.eval.best_of_k, encoded=encoded),
                                             batch["target_frame"])
-            best_maes.append(best_mae.double().cpu().numpy())
-            diversities.append(diversity.double().cpu().numpy())
+            found.best_maes.append(best_mae.double().cpu().numpy())
+            found.diversities.append(diversity.double().cpu().numpy())
             sums, counts = token_nll(out.text_logits, batch["target_text_ids"])
-            nll_sums.append(sums.cpu())
-            token_counts.append(counts.cpu())
+            found.nll_sums.append(sums.cpu())
+            found.token_counts.append(counts.cpu())
             generated = model.generate_text(batch, cfg.eval.max_generation_length, eos_id=tokenizer.eos_id,
                                             encoded=encoded)
-            generated_texts += [tokenizer.decode(row) for row in generated.tolist()]
-            target_texts += [tokenizer.decode(row) for row in batch["target_text_ids"].tolist()]
-            indices.append(batch["window_index"].cpu())
-            missing = keep - sum(len(f) for f in saved_frames)
+            found.generated_texts += [tokenizer.decode(row) for row in generated.tolist()]
+            found.target_texts += [tokenizer.decode(row) for row in batch["target_text_ids"].tolist()]
+            found.indices.append(batch["window_index"].cpu())
+            missing = keep - sum(len(f) for f in found.saved_frames)
             if missing > 0:
-                saved_frames.append(to_uint8(out.predicted_frame[:missing]))
+                found.saved_frames.append(to_uint8(out.predicted_frame[:missing]))
                 if cfg.model.vae:
                     part = {k: v[:missing] for k, v in batch.items()}
                     z, mu, logvar = (value[:missing] for value in encoded[:3])
                     samples = model.sample_frames(part, cfg.model.vae_samples, encoded=(z, mu, logvar, None, None))
-                    saved_samples.append(to_uint8(samples))
+                    found.saved_samples.append(to_uint8(samples))
+    return found
 
-    nll, count = torch.cat(nll_sums), torch.cat(token_counts)
-    text_metrics, text_windows = score_texts(generated_texts, target_texts)
-    window_index = torch.cat(indices).numpy()
-    image_values = scorer.window_values()
-    image_values["image_mae_best_of_k"] = np.concatenate(best_maes) if best_maes else np.zeros(0)
+
+def evaluate(model, split: WindowSplit, tokenizer, cfg: ExperimentConfig, device=None) -> EvaluationResult:
+    """Score ``model`` on every window of ``split`` (see the module docstring)."""
+    device = device or next(model.parameters()).device
+    model.eval()
+    found = _collect(model, split, tokenizer, cfg, device)
+    nll, count = torch.cat(found.nll_sums), torch.cat(found.token_counts)
+    text_metrics, text_windows = score_texts(found.generated_texts, found.target_texts)
+    window_index = torch.cat(found.indices).numpy()
+    image_values = found.scorer.window_values()
+    image_values["image_mae_best_of_k"] = np.concatenate(found.best_maes) if found.best_maes else np.zeros(0)
     per_window = pd.DataFrame(
         {
             "window_index": window_index,
@@ -311,23 +331,21 @@ def evaluate(model, split: WindowSplit, tokenizer, cfg: ExperimentConfig, device
             # the report's bootstrap resamples these for the corpus-level perplexity of the tables
             "text_nll": nll.numpy(),
             "text_tokens": count.numpy(),
-            "chrf": text_windows["chrf"],
-            "bleu": text_windows["bleu"],
-            "rouge_l": text_windows["rouge_l"],
-            "generated_text": generated_texts,
-            "target_text": target_texts,
+            **{name: text_windows[name] for name in ("chrf", "bleu", "rouge_l")},
+            "generated_text": found.generated_texts,
+            "target_text": found.target_texts,
         }
     )
     metrics = {
-        **scorer.result(),
+        **found.scorer.result(),
         "image_mae_best_of_k": float(np.mean(image_values["image_mae_best_of_k"])),
         "best_of_k": cfg.eval.best_of_k,
-        "sample_diversity": float(np.mean(np.concatenate(diversities))) if diversities else float("nan"),
+        "sample_diversity": float(np.mean(np.concatenate(found.diversities))) if found.diversities else float("nan"),
         **group_means(image_values, window_index, split, (*IMAGE_METRICS, "image_mae_best_of_k")),
         "text_perplexity": perplexity(float(nll.sum()), int(count.sum())),
         **{key: value for key, value in text_metrics.items() if key != "num_windows"},
         "num_test_windows": len(split),
     }
-    frames = np.concatenate(saved_frames) if saved_frames else np.zeros((0, 3, *split.image_size), np.uint8)
-    samples = np.concatenate(saved_samples) if saved_samples else None
-    return EvaluationResult(metrics, per_window, frames, generated_texts, samples, window_index[: len(frames)])
+    frames = np.concatenate(found.saved_frames) if found.saved_frames else np.zeros((0, 3, *split.image_size), np.uint8)
+    samples = np.concatenate(found.saved_samples) if found.saved_samples else None
+    return EvaluationResult(metrics, per_window, frames, found.generated_texts, samples, window_index[: len(frames)])
