@@ -223,7 +223,20 @@ class FrameBrowser:
         recorded = json.loads(subset.read_text()) if subset.is_file() else None
         self._subset_note = (f"frames saved for {recorded['kept']} of {recorded['of']} test windows "
                              "(a subset kept to stay small)" if recorded else "")
-        width = f"{image_width}px"
+        self._build_controls(widgets, experiments, seed)
+        self._build_panels(widgets)
+        self._widgets = widgets
+        self._ordered: list[int] = []
+        self.slider.observe(self._on_position, names="value")
+        self.order.observe(self._on_order, names="value")
+        self.group.observe(self._on_order, names="value")
+        self.experiment_select.observe(self._on_experiments, names="value")
+        self.seed_select.observe(self._on_experiments, names="value")
+        self._reorder()
+        self._apply(self._render(self._state()))
+
+    def _build_controls(self, widgets, experiments: Sequence[str] | None, seed: int | None) -> None:
+        """The slider, the order / windows / seed dropdowns and the experiment selection."""
         count = len(self.folder.window_indices)
         self.slider = widgets.IntSlider(value=0, min=0, max=max(count - 1, 0), description="position in order",
                                         continuous_update=False, style=_LABELLED, layout={"width": "420px"})
@@ -242,6 +255,11 @@ class FrameBrowser:
         self.experiment_select = widgets.SelectMultiple(
             options=tuple(self.folder.experiments), value=chosen, description="experiments", style=_LABELLED,
             rows=min(8, max(2, len(self.folder.experiments))), layout={"width": "420px"})
+
+    def _build_panels(self, widgets) -> None:
+        """The four context frames and the truth, a prediction per experiment, the samples, the
+        floors, laid out under the controls in :attr:`widget`."""
+        width = f"{self.image_width}px"
         self.info = widgets.HTML()
         self.busy = widgets.HTML()            # "working…" between a control change and its view
         self.context_images = [widgets.Image(format="png", layout={"width": width}) for _ in range(4)]
@@ -267,15 +285,6 @@ class FrameBrowser:
             self.experiment_select, self.info,
             widgets.HBox(columns, layout=wrap), self.predictions_box, self.samples_box, self.floors,
         ], layout={"max_width": f"{NOTEBOOK_WIDTH_PX}px"})
-        self._widgets = widgets
-        self._ordered: list[int] = []
-        self.slider.observe(self._on_position, names="value")
-        self.order.observe(self._on_order, names="value")
-        self.group.observe(self._on_order, names="value")
-        self.experiment_select.observe(self._on_experiments, names="value")
-        self.seed_select.observe(self._on_experiments, names="value")
-        self._reorder()
-        self._apply(self._render(self._state()))
 
     # ----------------------------------------------------------------- state
 
