@@ -819,10 +819,15 @@ def answer_text(data_dir: Path | str) -> str:
     a reader who stops after it knows what the study found, not only what it measured.
     """
     runs, floors = collect_runs(data_dir), load_floors(data_dir)
-    lines = ["### The answer", ""]
     if runs.empty:
-        lines.append(no_runs_message(data_dir))
-        return "\n".join(lines)
+        return "\n".join(["### The answer", "", no_runs_message(data_dir)])
+    return "\n".join(["### The answer", "", *_image_answer(runs, floors), *_text_answer(runs, floors), "",
+                      PERPLEXITY_DEFINITION])
+
+
+def _image_answer(runs: pd.DataFrame, floors: dict) -> list[str]:
+    """The answer's image lines: the best model against the strongest floor, overall and per shot group."""
+    lines: list[str] = []
     mae = _seed_means(runs, "image_mae")
     floor = strongest_floor(floors, "image_mae")
     if mae.empty:
@@ -854,6 +859,12 @@ def answer_text(data_dir: Path | str) -> str:
                     if beaters else "no model beats it there")
             lines.append(f"  - {words.capitalize()}{count}: best "
                          f"{_compare(group_best, group_means[group_best], name, value, 'image_mae')}; {tail}.")
+    return lines
+
+
+def _text_answer(runs: pd.DataFrame, floors: dict) -> list[str]:
+    """The answer's text lines: the best model on chrF and on perplexity against the strongest text floor."""
+    lines: list[str] = []
     for metric, label in (("chrf", "chrF"), ("text_perplexity", "perplexity")):
         means = _seed_means(runs, metric)
         if means.empty:
@@ -870,8 +881,7 @@ def answer_text(data_dir: Path | str) -> str:
                 if beaters else "no model beats the strongest floor")
         lines.append(f"- Text ({label}): best is {_compare(best, means[best], found[0], value, metric)} "
                      f"(the strongest text floor on {label}); {tail}.")
-    lines += ["", PERPLEXITY_DEFINITION]
-    return "\n".join(lines)
+    return lines
 
 
 def _shown(text: str) -> str:
