@@ -24,25 +24,25 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from storylib.reporting import (
-    DECIMALS,
+from storylib.report.formatting import DECIMALS, format_mean_sd, format_single
+from storylib.report.stats import (
+    TEXT_NLL,
+    TEXT_TOKENS,
+    hierarchical_bootstrap_ci,
+    per_window_by_seed,
+    verdict,
+)
+from storylib.report.tables import floor_row_label, markdown_table
+from storylib.results.contract import COLLAPSE_FILE, CONFIG_FILE, SHOT_GROUPS, TEST_WINDOWS_TABLE
+from storylib.results.folder import (
     FLOOR_ORDER,
     collect_runs,
     experiment_sort_key,
     finished_experiments,
-    floor_row_label,
-    format_mean_sd,
-    hierarchical_bootstrap_ci,
     load_floors,
-    markdown_table,
-    per_window_by_seed,
     seed_dirs,
-    TEXT_NLL,
-    TEXT_TOKENS,
-    verdict,
-    _format_single,
 )
-from storylib.results.contract import COLLAPSE_FILE, CONFIG_FILE, SHOT_GROUPS, TEST_WINDOWS_TABLE
+
 
 SWITCHES = (("model", "cross_modal_attention"), ("model", "vae"))
 # Settings that only a VAE has: a VAE experiment differs from its plain model in these too.
@@ -180,8 +180,8 @@ def format_effects(table: pd.DataFrame) -> pd.DataFrame:
         if record["n_windows"] == 0:
             text = "no windows"
         else:
-            text = (f"{_format_single(record['difference'], decimals)} "
-                    f"[{_format_single(record['ci_low'], decimals)}, {_format_single(record['ci_high'], decimals)}] "
+            text = (f"{format_single(record['difference'], decimals)} "
+                    f"[{format_single(record['ci_low'], decimals)}, {format_single(record['ci_high'], decimals)}] "
                     f"{record['verdict']}")
         rows.setdefault(key, {})[f"{record['group']} ({record['n_windows']})"] = text
     frame = pd.DataFrame.from_dict(rows, orient="index")
@@ -205,7 +205,7 @@ def group_table(data_dir: Path | str, metric: str = "image_mae") -> pd.DataFrame
     for name in image_floors:
         values = floors[name]
         rows[floor_row_label(name)] = {
-            group: _format_single(values[metric] if group == "all" else (values.get(group) or {}).get(metric, np.nan),
+            group: format_single(values[metric] if group == "all" else (values.get(group) or {}).get(metric, np.nan),
                                   decimals) for group in names}
     table = pd.DataFrame.from_dict(rows, orient="index", columns=names)
     table.columns = [f"{group} ({len(by_group[group])})" for group in names]

@@ -29,8 +29,8 @@ from sacrebleu.metrics import BLEU, CHRF
 from storylib.config import ExperimentConfig
 from storylib.data.dataset import WindowSplit, iterate_batches
 from storylib.data.tokenizer import PAD_ID
+from storylib.results.contract import IMAGE_METRICS
 
-IMAGE_METRICS = ("image_mae", "image_mse", "image_ssim", "image_psnr")
 
 
 # --------------------------------------------------------------------------- images

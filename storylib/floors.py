@@ -36,10 +36,9 @@ from storylib import classical
 from storylib.data.dataset import PreparedData, WindowSplit, iterate_batches
 from storylib.data.shots import SHOT_NAMES
 from storylib.data.tokenizer import PAD_ID
-from storylib.evaluation import IMAGE_METRICS, ImageScorer, score_texts
-from storylib.results.contract import IMAGE_FLOORS, IMAGE_ORACLES
+from storylib.evaluation import ImageScorer, score_texts
+from storylib.results.contract import IMAGE_FLOORS, IMAGE_METRICS, IMAGE_ORACLES, TEXT_METRICS
 
-TEXT_METRICS = ("bleu", "chrf", "rouge_l")
 TARGET = 4  # index of the target frame / description in a window
 BATCH = 64
 

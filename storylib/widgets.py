@@ -39,13 +39,16 @@ from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from PIL import Image as PILImage
+from matplotlib.figure import Figure
 
 from storylib.comparisons import window_groups
-from storylib.reporting import (MIN_FONT_PT, SUBSET_FILE, Panel, ResultsFolder, floor_row_label, frame_to_hwc,
-                                panel_figure, run_folders, short_text)
-from storylib.results.contract import PREDICTIONS_FRAMES, PREDICTIONS_TABLE, run_folder
+from storylib.report.figures import MIN_FONT_PT, Panel, panel_figure, short_text
+from storylib.report.tables import floor_row_label
+from storylib.results.contract import PREDICTIONS_FRAMES, PREDICTIONS_TABLE, SUBSET_FILE, run_folder
+from storylib.results.folder import run_folders
+from storylib.results.windows import ResultsFolder, frame_to_hwc
+
 
 ORDERS = ("window order", "worst first", "best first")
 ALL_WINDOWS = "all windows"

@@ -19,8 +19,8 @@ from PIL import Image
 from storylib import evaluation
 from storylib.config import DataConfig
 from storylib.data.prepare import prepare_data
-from storylib.floors import TEXT_METRICS, compute_floors, shot_split_table
-from storylib.results.contract import IMAGE_FLOORS, IMAGE_ORACLES
+from storylib.floors import compute_floors, shot_split_table
+from storylib.results.contract import IMAGE_FLOORS, IMAGE_ORACLES, TEXT_METRICS
 from storylib.models import build_model
 from tests.helpers_fake_data import tiny_config
 

@@ -185,7 +185,9 @@ def test_without_a_plan_file_the_default_plan_is_every_experiment_and_three_seed
 
 def test_the_committed_reference_is_read_but_not_rewritten_unless_asked(monkeypatch, tmp_path, capsys):
     reference = make_results_folder(tmp_path / "checkout" / "results" / "synthetic-cpu")
-    monkeypatch.setattr(reporting, "is_committed_reference", lambda folder: Path(folder) == reference)
+    import storylib.report.files   # where write_report_files finds it
+
+    monkeypatch.setattr(storylib.report.files, "is_committed_reference", lambda folder: Path(folder) == reference)
     assert reporting.write_report_files(reference) == {}
     assert "committed reference" in capsys.readouterr().out and not (reference / "Results.md").exists()
     assert set(reporting.write_report_files(reference, update_reference=True)) == {"results_csv", "results_md"}

@@ -66,3 +66,12 @@ IMAGE_FLOORS = ("median_image", "mean_image", "copy_last_frame", "motion_extrapo
 IMAGE_ORACLES = ("oracle_best_context",)  # peek at the truth: references, not floors
 TEXT_FLOORS = ("unigram", "copy_last_description", "analogue")  # analogue: image and text alike
 SHOT_GROUPS = ("continues", "cuts")  # windows whose shot continues into frame 5, or cuts
+
+IMAGE_METRICS = ("image_mae", "image_mse", "image_ssim", "image_psnr")  # per window, and their means
+TEXT_METRICS = ("bleu", "chrf", "rouge_l")  # sacreBLEU's 0-100 scale
+# Every metric of test_metrics.json that the comparison shows, in display order.
+CONTRACT_METRICS = (*IMAGE_METRICS, "text_perplexity", *TEXT_METRICS, "prediction_spread")
+# Metrics that predictions.csv holds per test window (paired comparisons use these).
+PER_WINDOW_METRICS = CONTRACT_METRICS[:-1]
+LOWER_IS_BETTER = frozenset({"image_mae", "image_mse", "image_mae_best_of_k", "text_perplexity",
+                             "text_perplexity_window_mean"})

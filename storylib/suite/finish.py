@@ -40,7 +40,7 @@ def run_shared_files(shared_files: SharedFiles, experiment: str, data: str, scal
 def report_digest(data_dir: Path, report: NotebookRun) -> str | None:
     """The digest of the report's inputs (:func:`storylib.reporting.report_inputs_digest`);
     None, and the report is built, when a file cannot be read."""
-    from storylib.reporting import report_inputs_digest
+    from storylib.report.files import report_inputs_digest
 
     try:
         return report_inputs_digest(data_dir, report.notebook, report.parameters)
@@ -50,7 +50,7 @@ def report_digest(data_dir: Path, report: NotebookRun) -> str | None:
 
 
 def report_current(data_dir: Path, digest: str) -> bool:
-    from storylib.reporting import report_is_current
+    from storylib.report.files import report_is_current
 
     return report_is_current(data_dir, digest)
 
@@ -60,7 +60,7 @@ def build_report_html(outcome: RunOutcome, html_path: Path, digest: str | None,
     """Convert the comparison notebook to report.html only when notebook 03 finished in this
     call (never a previous call's notebook after a failure), record the inputs' digest, and
     return the line that announces it (or says why there is no new report)."""
-    from storylib.reporting import record_report_inputs
+    from storylib.report.files import record_report_inputs
 
     data_dir = html_path.parent
     if outcome.status == "reused":
@@ -90,7 +90,7 @@ def write_html_report(notebook: Path, html_path: Path) -> Path:
     """Convert an executed notebook to a standalone HTML page (atomically), titled by the data
     and scale of its folder (:func:`storylib.reporting.report_html`); a :class:`RunAllError`
     naming the file when the notebook is empty or damaged or the page cannot be written."""
-    from storylib.reporting import report_html
+    from storylib.report.files import report_html
 
     try:
         if notebook.stat().st_size == 0:

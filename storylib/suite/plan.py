@@ -112,7 +112,7 @@ def check_writable(folder: Path) -> None:
 def record_plan(data_dir: Path, experiments: Sequence[str], seeds: int, outcomes: Sequence[RunOutcome]) -> None:
     """Write run_plan.json (:func:`storylib.reporting.write_plan`): what this call planned and
     how each experiment run that did not finish ended, so the report lists them with the reason."""
-    from storylib.reporting import write_plan
+    from storylib.results.folder import write_plan
 
     ended = {}
     for outcome in outcomes:
