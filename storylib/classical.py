@@ -24,7 +24,6 @@ from collections import OrderedDict
 import torch
 import torch.nn.functional as F
 
-from storylib.data.shots import CUT_L1_THRESHOLD
 from storylib.data.windows import CONTEXT_FRAMES
 
 MAX_SHIFT_X = 20  # pixels, at the cached resolution (125 px wide at the cpu scale)

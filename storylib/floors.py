@@ -184,7 +184,7 @@ def compute_floors(prepared: PreparedData) -> tuple[dict, pd.DataFrame]:
 
 def floor_table(floors: dict, model_metrics: dict | None = None) -> pd.DataFrame:
     """Rows: the model (when given) and each floor; columns: the metrics that apply (NaN elsewhere)."""
-    columns = ["image_mae", "image_mse", "image_ssim", "image_psnr", "prediction_spread", "text_perplexity", "bleu", "chrf", "rouge_l"]
+    columns = [*IMAGE_METRICS, "prediction_spread", "text_perplexity", *TEXT_METRICS]
     rows = {}
     if model_metrics is not None:
         rows["model"] = {c: model_metrics.get(c, np.nan) for c in columns}

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _results_folder import FLOORS, make_results_folder
+from _results_folder import make_results_folder
 from storylib import reporting
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"

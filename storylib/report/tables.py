@@ -12,7 +12,7 @@ import pandas as pd
 
 from storylib.report.formatting import DECIMALS, format_mean_sd, format_single
 from storylib.report.stats import PAIRED_COLUMNS, paired_differences
-from storylib.results.contract import CONFIG_FILE, CONTRACT_METRICS, PER_WINDOW_METRICS
+from storylib.results.contract import CONFIG_FILE, CONTRACT_METRICS, IMAGE_METRICS, PER_WINDOW_METRICS, TEXT_METRICS
 from storylib.results.folder import (
     FLOOR_ORDER,
     RUN_FACTS,
@@ -28,8 +28,8 @@ from storylib.results.folder import (
 
 
 # The columns of the two metric tables shown in the notebook (Results.md keeps the whole table).
-IMAGE_TABLE = ("n_seeds", "image_mae", "image_mse", "image_ssim", "image_psnr", "prediction_spread")
-TEXT_TABLE = ("n_seeds", "text_perplexity", "bleu", "chrf", "rouge_l")
+IMAGE_TABLE = ("n_seeds", *IMAGE_METRICS, "prediction_spread")
+TEXT_TABLE = ("n_seeds", "text_perplexity", *TEXT_METRICS)
 
 
 def _show_markdown(text: str) -> None:
