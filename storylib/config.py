@@ -27,9 +27,11 @@ import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import yaml
+
+from storylib.io import UniqueKeyLoader
 
 
 def packaged_params_dir() -> Path:
@@ -231,8 +233,17 @@ def _check_value(spec: dataclasses.Field, value: Any, where: str) -> Any:
     return value
 
 
-def _apply(target: Any, values: Mapping[str, Any], source: str, prefix: str = "") -> None:
-    """Write ``values`` into the dataclass ``target`` in place, validating every key."""
+Store = Callable[[dataclasses.Field, Any, Any, str], Any]
+
+
+def _replace(spec: dataclasses.Field, current: Any, value: Any, where: str) -> Any:
+    """A layer's value replaces the current one."""
+    return _check_value(spec, value, where)
+
+
+def _apply(target: Any, values: Mapping[str, Any], source: str, prefix: str = "", store: Store = _replace) -> None:
+    """Walk ``values`` into the dataclass ``target`` in place, validating every key; ``store``
+    decides what a leaf becomes (the layer's value, or the current value cut to a bound)."""
     if not isinstance(values, Mapping):
         raise ConfigError(f"{source}: '{prefix.rstrip('.') or '(top level)'}' must be a mapping, got {values!r}")
     fields = {f.name: f for f in dataclasses.fields(target)}
@@ -244,31 +255,15 @@ def _apply(target: Any, values: Mapping[str, Any], source: str, prefix: str = ""
             )
         current = getattr(target, key)
         if dataclasses.is_dataclass(current):
-            _apply(current, value, source, prefix=f"{dotted}.")
+            _apply(current, value, source, f"{dotted}.", store)
         else:
-            setattr(target, key, _check_value(fields[key], value, f"{source}: key '{dotted}'"))
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (line {line}; first given on line {seen[key]}); "
-                    "keep one of them", key_node.start_mark)
-            seen[key] = line
-        return super().construct_mapping(node, deep=deep)
+            setattr(target, key, store(fields[key], current, value, f"{source}: key '{dotted}'"))
 
 
 def _read_yaml(path: Path) -> dict:
     try:
         with open(path, encoding="utf-8") as handle:
-            loaded = yaml.load(handle, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+            loaded = yaml.load(handle, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({error})") from None
     if loaded is None:
@@ -351,23 +346,11 @@ def _scale_blocks(path: Path, blocks: Any) -> dict:
 AT_MOST_KEY = "at_most"
 
 
-def _apply_upper_bounds(target: Any, bounds: Mapping[str, Any], source: str, prefix: str = "") -> None:
-    """``value = min(value, bound)`` for every numeric key of ``bounds``, validated like a value."""
-    if not isinstance(bounds, Mapping):
-        raise ConfigError(f"{source}: '{prefix.rstrip('.')}' must be a mapping, got {bounds!r}")
-    fields = {f.name: f for f in dataclasses.fields(target)}
-    for key, bound in bounds.items():
-        dotted = f"{prefix}{key}"
-        if key not in fields:
-            raise ConfigError(f"{source}: unknown key '{dotted}'; allowed keys here: {', '.join(sorted(fields))}")
-        current = getattr(target, key)
-        if dataclasses.is_dataclass(current):
-            _apply_upper_bounds(current, bound, source, prefix=f"{dotted}.")
-            continue
-        if isinstance(current, bool) or not isinstance(current, (int, float)):
-            raise ConfigError(f"{source}: key '{dotted}': only numbers can have an upper bound")
-        bound = _check_value(fields[key], bound, f"{source}: key '{dotted}'")
-        setattr(target, key, min(current, bound))
+def _cut_to_bound(spec: dataclasses.Field, current: Any, bound: Any, where: str) -> Any:
+    """``min(current, bound)``, the bound validated like a value."""
+    if isinstance(current, bool) or not isinstance(current, (int, float)):
+        raise ConfigError(f"{where}: only numbers can have an upper bound")
+    return min(current, _check_value(spec, bound, where))
 
 
 def load_experiment_config(
@@ -397,7 +380,7 @@ def load_experiment_config(
         bounds = scale_values.pop(AT_MOST_KEY, None)
         _apply(config, scale_values, str(scale_file))
         if bounds is not None:
-            _apply_upper_bounds(config, bounds, str(scale_file), prefix=f"{AT_MOST_KEY}.")
+            _apply(config, bounds, str(scale_file), f"{AT_MOST_KEY}.", _cut_to_bound)
     # a family's own block comes after the shared overlay and its bounds: what a family states
     # for a scale, it gets
     for layer_file, block in family_scales:

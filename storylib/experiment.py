@@ -24,7 +24,6 @@ every use and rebuilt when they do not match (:func:`ensure_shared_files`).
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from storylib.config import ExperimentConfig, config_hash, config_to_yaml, load_
 from storylib.data import PreparedData, prepare_data, resolve_source, source_label
 from storylib.data.tokenizer import resolve_tokenizer_kind
 from storylib.floors import PICTURED_FLOORS, compute_floors, floor_prediction_frames, floor_table
-from storylib.io import atomic_save_npz, atomic_write_json, atomic_write_text, exclusive
+from storylib.io import atomic_save_npz, atomic_write_json, atomic_write_text, exclusive, read_json_object
 from storylib.locations import environment_override, resolve_results_dir, resolve_scale  # noqa: F401
 from storylib.models import StoryPredictor, build_model, count_parameters
 from storylib.results.contract import (
@@ -140,14 +139,9 @@ def setup(
 def _read_floors(path: Path) -> dict:
     """floors.json as a dict, or ValueError saying what is wrong with it."""
     try:
-        floors = json.loads(path.read_text(encoding="utf-8"))
+        return read_json_object(path)
     except FileNotFoundError:
         raise ValueError("missing") from None
-    except (OSError, ValueError) as error:
-        raise ValueError(f"not valid JSON ({error})") from None
-    if not isinstance(floors, dict):
-        raise ValueError(f"holds a JSON {type(floors).__name__}, not an object")
-    return floors
 
 
 def floors_problem(data_dir: Path, prepared: PreparedData) -> str | None:

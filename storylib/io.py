@@ -1,4 +1,4 @@
-"""Small file helpers shared by every stage: atomic writes and progress bars.
+"""Small file helpers shared by every stage: atomic writes, checked reads and progress bars.
 
 Every artefact is written to a temporary file in the same folder and renamed into place, so
 an interrupted run never leaves a half-written file that a later run would trust.
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
+import yaml
 
 T = TypeVar("T")
 TEMPORARY_SUFFIX = ".tmp"
@@ -89,6 +90,41 @@ def atomic_save_npz(path: Path | str, **arrays: np.ndarray) -> Path:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     return atomic_write_bytes(path, buffer.getvalue())
+
+
+class UnreadableJSON(ValueError):
+    """A file that should hold a JSON object does not; the message says what is wrong with it."""
+
+
+def read_json_object(path: Path | str) -> dict:
+    """The JSON object ``path`` holds. ``FileNotFoundError`` passes through (a missing file is
+    often expected); anything else wrong raises :class:`UnreadableJSON`, and the caller names
+    the file and what to do about it."""
+    try:
+        loaded = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as error:
+        raise UnreadableJSON(f"not valid JSON ({error})") from None
+    if not isinstance(loaded, dict):
+        raise UnreadableJSON(f"holds a JSON {type(loaded).__name__}, not an object")
+    return loaded
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (line {line}; first given on line {seen[key]}); "
+                    "keep one of them", key_node.start_mark)
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 def _json_default(value: Any) -> Any:

@@ -20,11 +20,11 @@ are still the record of a real run (notebook 02 trains it again when it needs th
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import storylib
 from storylib.config import ConfigError, config_hash, load_config_file, run_config
+from storylib.io import UnreadableJSON, read_json_object
 from storylib.results.contract import BEST_CHECKPOINT, CONFIG_FILE, CONTRACT_METRICS, METRICS_FILE
 # What a finished run's test_metrics.json holds at least: the metrics, then how it was produced.
 CONTRACT_KEYS = (*CONTRACT_METRICS, "num_params", "train_seconds", "stories_per_second", "tokenizer", "data_source",
@@ -43,13 +43,9 @@ def read_test_metrics(run_dir: Path | str) -> dict:
     path = Path(run_dir) / METRICS_FILE
     advice = "delete it and rerun: the run resumes from its checkpoint or trains again"
     try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError) as error:
-        raise RunRecordError(f"{path} cannot be read as JSON ({error}); {advice}") from None
-    if not isinstance(values, dict):
-        raise RunRecordError(f"{path} holds a JSON {type(values).__name__}, not an object of metrics; {advice}")
+        values = read_json_object(path)
+    except UnreadableJSON as error:
+        raise RunRecordError(f"{path}: {error}; {advice}") from None
     missing = [key for key in (*CONTRACT_KEYS, "config_hash") if key not in values]
     if missing:
         raise RunRecordError(f"{path} lacks {', '.join(missing)}; {advice}")

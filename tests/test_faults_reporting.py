@@ -54,8 +54,8 @@ def test_a_run_trained_with_another_configuration_is_left_out_and_listed(data_di
 
 
 @pytest.mark.parametrize(("content", "why"), [
-    ("[]", "holds a JSON list, not an object of metrics"),
-    ("{\"image_mae\": 0.1", "cannot be read as JSON"),
+    ("[]", "metrics.json: holds a JSON list, not an object"),
+    ("{\"image_mae\": 0.1", "metrics.json: not valid JSON"),
     (None, "lacks image_mae"),                            # the right hash, but no metrics
 ])
 def test_an_unusable_test_metrics_file_is_a_stale_run_not_a_crash(data_dir, capsys, content, why):

@@ -33,6 +33,7 @@ import numpy as np
 from storylib.config import DataConfig
 from storylib.data.dataset import WindowSplit
 from storylib.data.sources import source_label
+from storylib.io import read_json_object
 from storylib.locations import cache_root
 
 # Bump when the content of a cache folder changes for the same configuration.
@@ -190,14 +191,11 @@ def verified_array(folder: Path, record: dict) -> np.ndarray:
 
 def read_json(path: Path) -> dict:
     try:
-        loaded = json.loads(path.read_text(encoding="utf-8"))
+        return read_json_object(path)
     except FileNotFoundError:
         raise CacheInvalid(f"{path} is missing") from None
     except (OSError, ValueError) as error:
-        raise CacheInvalid(f"{path} is unreadable ({error})") from None
-    if not isinstance(loaded, dict):
-        raise CacheInvalid(f"{path} does not hold a JSON object")
-    return loaded
+        raise CacheInvalid(f"{path} is unreadable: {error}") from None
 
 
 def split_metadata(
