@@ -26,12 +26,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 
 from storylib.augment import augment_batch, augmentation_generator
 from storylib.config import ExperimentConfig, TrainConfig, config_to_dict
 from storylib.data.dataset import PreparedData, WindowSplit, iterate_batches
 from storylib.io import atomic_write_bytes, atomic_write_text, progress
 from storylib.models import StoryPredictor, build_model
+from storylib.report.figures import Panel, loss_curve_figure, panel_figure, save_png, short_text
 from storylib.results.contract import (
     BEST_CHECKPOINT,
     HISTORY_FILE,
@@ -266,44 +268,9 @@ def _train_epoch(model, optimizer, scheduler, scaler, split, cfg, device, epoch,
 # --------------------------------------------------------------------------- figures
 
 
-def _save_figure(figure, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def plot_loss_curve(history: pd.DataFrame):
-    """One panel per term (total, image, text, context, kl), train and validation per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    terms = ("loss", *LOSS_TERMS)
-    figure, axes = plt.subplots(1, len(terms), figsize=(3.2 * len(terms), 2.8))
-    from matplotlib.ticker import MaxNLocator
-
-    for axis, term in zip(axes, terms):
-        axis.plot(history["epoch"], history[f"train_{term}"], marker="o", label="train")
-        axis.plot(history["epoch"], history[f"val_{term}"], marker="s", label="val")
-        axis.set_title("total (weighted)" if term == "loss" else term)
-        axis.set_xlabel("epoch")
-        # whole epochs only; one epoch is a marker at a labelled tick, not a dot on 0.96 … 1.04
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if len(history) == 1:
-            axis.set_xlim(float(history["epoch"].iloc[0]) - 1, float(history["epoch"].iloc[0]) + 1)
-    axes[0].legend()
-    figure.tight_layout()
-    return figure
-
-
-def plot_predictions(model: StoryPredictor, split: WindowSplit, tokenizer, cfg: ExperimentConfig, device, title: str = ""):
+def plot_predictions(model: StoryPredictor, split: WindowSplit, tokenizer, cfg: ExperimentConfig, device,
+                     title: str = "") -> Figure:
     """Rows of: 4 context frames, the true frame 5, the predicted frame 5; true and generated text."""
-    import matplotlib.pyplot as plt
-
     from storylib.data.dataset import make_batch
 
     count = min(VISUALIZED_WINDOWS, len(split))
@@ -311,35 +278,18 @@ def plot_predictions(model: StoryPredictor, split: WindowSplit, tokenizer, cfg: 
     model.eval()
     with torch.no_grad():
         encoded = model.encode(batch, sample=False)  # once for the frame and the text
-        predicted = model(batch, encoded=encoded).predicted_frame.float().clamp(0, 1).cpu()
+        predicted = model(batch, encoded=encoded).predicted_frame.float().clamp(0, 1).cpu().numpy()
         generated = model.generate_text(batch, cfg.eval.max_generation_length, eos_id=tokenizer.eos_id, encoded=encoded)
-    figure, axes = plt.subplots(count, 6, figsize=(13, 2.1 * count), squeeze=False)
-    headings = ["frame 1", "frame 2", "frame 3", "frame 4", "frame 5 (true)", "frame 5 (predicted)"]
+    rows: list[list[Panel]] = []
     for row in range(count):
-        images = [*batch["context_frames"][row].cpu(), batch["target_frame"][row].cpu(), predicted[row]]
-        for column, image in enumerate(images):
-            axis = axes[row, column]
-            axis.imshow(image.permute(1, 2, 0).numpy())
-            axis.set_xticks([])
-            axis.set_yticks([])
-            if row == 0:
-                axis.set_title(headings[column], fontsize=9)
+        context = batch["context_frames"][row].float().cpu().numpy()
         true_text = tokenizer.decode(batch["target_text_ids"][row].tolist())
-        generated_text = tokenizer.decode(generated[row].tolist())
-        axes[row, 0].set_ylabel(split.story_ids[row][:18], fontsize=7)
-        axes[row, 4].set_xlabel(_wrap(f"true: {true_text}"), fontsize=7)
-        axes[row, 5].set_xlabel(_wrap(f"generated: {generated_text}"), fontsize=7)
-    if title:
-        figure.suptitle(title)
-    figure.tight_layout()
-    return figure
-
-
-def _wrap(text: str, width: int = 38, lines: int = 4) -> str:
-    import textwrap
-
-    wrapped = textwrap.wrap(text, width) or [""]
-    return "\n".join(wrapped[:lines]) + (" …" if len(wrapped) > lines else "")
+        rows.append([
+            *[(context[i], f"frame {i + 1}", split.story_ids[row][:18] if i == 0 else "") for i in range(len(context))],
+            (batch["target_frame"][row].float().cpu().numpy(), "frame 5 (true)", short_text(f"true: {true_text}", width=24)),
+            (predicted[row], "frame 5 (predicted)", short_text(f"generated: {tokenizer.decode(generated[row].tolist())}", width=24)),
+        ])
+    return panel_figure(rows, columns=len(rows[0]) if rows else 6, title=title or None)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -452,7 +402,7 @@ def write_history(run_dir: Path, history: list[dict]) -> None:
     """``metrics.csv`` and ``loss_curve.png`` of the epochs so far."""
     frame = pd.DataFrame(history, columns=METRIC_COLUMNS)
     atomic_write_text(run_dir / HISTORY_FILE, frame.to_csv(index=False))
-    _save_figure(plot_loss_curve(frame), run_dir / LOSS_CURVE_FILE)
+    save_png(loss_curve_figure({"this run": frame}), run_dir / LOSS_CURVE_FILE)
 
 
 def train(
@@ -493,7 +443,7 @@ def train(
         write_history(run_dir, state.history)
         if epoch in visualize:
             figure = plot_predictions(state.model, show_split, prepared.tokenizer, cfg, device, f"{cfg.name}, epoch {epoch}")
-            _save_figure(figure, run_dir / "visualizations" / f"epoch_{epoch:03d}.png")
+            save_png(figure, run_dir / "visualizations" / f"epoch_{epoch:03d}.png")
         checkpoint = state.checkpoint(epoch, resolved)
         save_checkpoint(run_dir / LAST_CHECKPOINT, checkpoint)
         if improved:

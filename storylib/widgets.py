@@ -43,7 +43,7 @@ from PIL import Image as PILImage
 from matplotlib.figure import Figure
 
 from storylib.comparisons import window_groups
-from storylib.report.figures import MIN_FONT_PT, Panel, panel_figure, short_text
+from storylib.report.figures import MIN_FONT_PT, Panel, figure_png, panel_figure, short_text
 from storylib.report.tables import floor_row_label
 from storylib.results.contract import PREDICTIONS_FRAMES, PREDICTIONS_TABLE, SUBSET_FILE, run_folder
 from storylib.results.folder import run_folders
@@ -146,12 +146,6 @@ def png_bytes(frames: np.ndarray) -> bytes:
         frames = np.concatenate(list(frames), axis=2)
     buffer = io.BytesIO()
     PILImage.fromarray(frame_to_hwc(frames)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def figure_png(figure: Figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=figure.dpi)
     return buffer.getvalue()
 
 

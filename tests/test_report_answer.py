@@ -240,13 +240,17 @@ def test_a_one_epoch_loss_curve_has_markers_and_whole_epoch_ticks(data_dir):
     import matplotlib
 
     matplotlib.use("Agg")
-    from storylib.training import plot_loss_curve
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from storylib.report.figures import loss_curve_figure
 
     history = pd.DataFrame({"epoch": [1], **{f"{split}_{term}": [1.0] for split in ("train", "val")
                                              for term in ("loss", "image", "text", "context", "kl")}})
-    figure = plot_loss_curve(history)
-    figure.canvas.draw()
-    for axis in figure.axes:
+    figure = loss_curve_figure({"this run": history})               # a run's own loss_curve.png
+    FigureCanvasAgg(figure).draw()
+    curve_axes = [axis for axis in figure.axes if axis.get_lines()]
+    assert len(curve_axes) == 5                                     # the total and every loss term
+    for axis in curve_axes:
         ticks = visible_epoch_ticks(axis)
         assert ticks and all(float(tick).is_integer() for tick in ticks), ticks
         assert 1.0 in ticks
@@ -255,8 +259,6 @@ def test_a_one_epoch_loss_curve_has_markers_and_whole_epoch_ticks(data_dir):
         table = pd.read_csv(path)
         table[table["epoch"] == 1].to_csv(path, index=False)
     report_figure = reporting.plot_loss_curves(data_dir)
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
     FigureCanvasAgg(report_figure).draw()
     for axis in [a for a in report_figure.axes if a.get_lines()]:
         ticks = visible_epoch_ticks(axis)

@@ -5,6 +5,7 @@ registry. At most :data:`PAGE_WIDTH_INCHES` wide at :data:`FIGURE_DPI`, so a not
 
 from __future__ import annotations
 
+import io
 import textwrap
 from pathlib import Path
 from typing import Sequence
@@ -14,6 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from storylib.io import atomic_write_bytes
 from storylib.report.tables import floor_row_label
 from storylib.results.contract import HISTORY_FILE, LOSS_TERMS
 from storylib.results.folder import finished_experiments, no_runs_message, seed_dirs
@@ -70,12 +72,19 @@ def plot_loss_curves(data_dir: Path | str) -> Figure:
     histories = {e: h for e, h in histories.items() if not h.empty}
     if not histories:
         return _message_figure(no_runs_message(data_dir))
+    return loss_curve_figure(histories)
+
+
+def loss_curve_figure(histories: dict[str, pd.DataFrame]) -> Figure:
+    """One panel per loss term, train (solid) and val (dashed) per epoch of each named history
+    (the columns of ``metrics.csv``); a run's own curve is the same figure with one name."""
     columns = 3
     rows = -(-(len(CURVE_TERMS) + 1) // columns)          # one more panel for the legend
     figure = Figure(figsize=(PAGE_WIDTH_INCHES, 3.0 * rows), dpi=FIGURE_DPI, layout="constrained")
     grid = figure.subplots(rows, columns, squeeze=False).ravel()
     axes, spare = grid[: len(CURVE_TERMS)], grid[len(CURVE_TERMS):]
     colours = {e: f"C{i % 10}" for i, e in enumerate(histories)}
+    epochs = sorted({float(e) for h in histories.values() for e in h["epoch"]})
     for axis, term in zip(axes, CURVE_TERMS):
         for experiment, history in histories.items():
             for split, style in (("train", "-"), ("val", "--")):
@@ -83,20 +92,31 @@ def plot_loss_curves(data_dir: Path | str) -> Figure:
                 if column in history:
                     axis.plot(history["epoch"], history[column], style, color=colours[experiment],
                               label=f"{experiment} {split}", marker="o", markersize=3)
-        axis.set_title(term)
+        axis.set_title("total (weighted)" if term == "loss" else term)
         axis.set_xlabel("epoch")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        epochs = sorted({float(e) for h in histories.values() for e in h["epoch"]})
         if len(epochs) == 1:                        # one epoch: its tick in the middle, not at an edge
             axis.set_xlim(epochs[0] - 1, epochs[0] + 1)
         axis.grid(alpha=0.3)
     for axis in axes[::columns]:
-        axis.set_ylabel("loss (mean over seeds)")
+        axis.set_ylabel("loss (mean over seeds)" if len(histories) > 1 else "loss")
     handles, labels = axes[0].get_legend_handles_labels()
     for axis in spare:
         axis.axis("off")
     spare[0].legend(handles, labels, fontsize=MIN_FONT_PT, loc="center", ncols=1 if len(labels) <= 12 else 2)
     return figure
+
+
+def figure_png(figure: Figure) -> bytes:
+    """The figure as PNG bytes at its own dpi, cropped to what it draws."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=figure.dpi, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def save_png(figure: Figure, path: Path | str) -> None:
+    """The figure as a PNG file, written atomically."""
+    atomic_write_bytes(path, figure_png(figure))
 
 
 def short_text(text: object, width: int = 28, max_lines: int = 4) -> str:
