@@ -157,7 +157,7 @@ def is_interactive() -> bool:
     return sys.stderr.isatty()
 
 
-def _kernel_shell() -> Any:
+def kernel_shell() -> Any:
     """The IPython shell of a notebook kernel, or None (terminal, script)."""
     try:
         from IPython import get_ipython
@@ -178,7 +178,7 @@ def progress(iterable: Iterable[T], total: int | None = None, desc: str = "", en
         return
     from tqdm import tqdm
 
-    if _kernel_shell() is None:
+    if kernel_shell() is None:
         yield from tqdm(iterable, total=total, desc=desc, leave=False)
         return
     from IPython.display import display

@@ -29,169 +29,34 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
-import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from PIL import Image as PILImage
 from matplotlib.figure import Figure
 
 from storylib.comparisons import window_groups
+from storylib.io import kernel_shell
 from storylib.report.figures import MIN_FONT_PT, Panel, figure_png, panel_figure, short_text
+from storylib.report.metric_text import SHOWN_METRICS, floor_metrics, header_lines, metrics_text, spread_text
+from storylib.report.latest_only import LatestOnly
+from storylib.report.run_files import RunFiles, png_bytes
 from storylib.report.tables import floor_row_label
-from storylib.results.contract import PREDICTIONS_FRAMES, PREDICTIONS_TABLE, SUBSET_FILE, run_folder
-from storylib.results.folder import run_folders
-from storylib.results.windows import ResultsFolder, frame_to_hwc
+from storylib.results.contract import SUBSET_FILE
+from storylib.results.windows import ResultsFolder
 
 
 ORDERS = ("window order", "worst first", "best first")
 ALL_WINDOWS = "all windows"
-HEADER_WIDTH = 150  # characters of a figure title line at the page width (10.8 in at 9 pt and more)
-SHOWN_METRICS = (("image_mae", "MAE", 3), ("image_ssim", "SSIM", 3), ("image_psnr", "PSNR", 1),
-                 ("text_perplexity", "ppl", 1), ("chrf", "chrF", 1), ("bleu", "BLEU", 1),
-                 ("rouge_l", "ROUGE-L", 1))
-# metrics whose spread over seeds is shown under each prediction
-SPREAD_METRICS = ("image_mae", "chrf")
 NOTEBOOK_WIDTH_PX = 1200
 _LABELLED = {"description_width": "initial"}          # labels never cut to the default 80 px
 _CAPTION = '<div style="white-space:normal;overflow-wrap:anywhere;line-height:1.35;font-size:12px">{}</div>'
 PNG_CACHE_SIZE = 512  # PNGs kept (a few KB each): every frame of a few dozen windows
 BUSY_HTML = "<i>working…</i>"
-
-
-class LatestOnly:
-    """Runs render jobs so that only the latest request's result is applied.
-
-    :meth:`request` numbers each request and hands ``job(number)`` to ``submit`` (a worker
-    thread in a kernel, a direct call otherwise); a job calls :meth:`is_current` before it
-    applies its result and drops it when a later request came in meanwhile. The numbering is
-    the whole "last change wins" logic, so tests drive it with a ``submit`` that runs jobs
-    in any order.
-    """
-
-    def __init__(self, submit: Callable[[Callable[[], None]], object]):
-        self._submit = submit
-        self._lock = threading.Lock()
-        self._latest = 0
-
-    def request(self, job: Callable[[int], None]) -> int:
-        with self._lock:
-            self._latest += 1
-            number = self._latest
-        self._submit(lambda: job(number))
-        return number
-
-    def is_current(self, number: int) -> bool:
-        with self._lock:
-            return number == self._latest
-
-
-class RunFiles:
-    """The saved outputs of the runs of one results folder, read lazily and kept.
-
-    A run's ``predictions.csv`` is read on first use (per-window metrics and texts); each array
-    of its ``predictions.npz`` is decompressed only when a frame of it is shown.
-    """
-
-    def __init__(self, data_dir: Path):
-        self.data_dir = data_dir
-        self._lock = threading.Lock()
-        self._tables: dict[tuple[str, int], pd.DataFrame] = {}
-        self._arrays: dict[tuple[str, int, str], dict[int, np.ndarray] | None] = {}
-        self.seeds: dict[str, list[int]] = {}
-        for experiment, folder, stale in run_folders(data_dir):   # one listing for the whole session
-            if stale is None:
-                self.seeds.setdefault(experiment, []).append(int(folder.name[4:]))
-
-    def table(self, experiment: str, seed: int) -> pd.DataFrame:
-        key = (experiment, seed)
-        with self._lock:
-            if key not in self._tables:
-                path = run_folder(self.data_dir, experiment, seed) / PREDICTIONS_TABLE
-                self._tables[key] = (pd.read_csv(path, keep_default_na=False).set_index("window_index")
-                                     if path.is_file() else pd.DataFrame())
-            return self._tables[key]
-
-    def metrics(self, experiment: str, window: int, seed: int) -> dict:
-        table = self.table(experiment, seed)
-        return {} if table.empty or window not in table.index else table.loc[window].to_dict()
-
-    def frame(self, name: str, experiment: str, window: int, seed: int) -> np.ndarray | None:
-        """Row ``window`` of array ``name`` (``predicted_frame``, ``vae_samples``) of the run."""
-        key = (experiment, seed, name)
-        with self._lock:
-            if key not in self._arrays:
-                self._arrays[key] = None
-                path = run_folder(self.data_dir, experiment, seed) / PREDICTIONS_FRAMES
-                if path.is_file():
-                    with np.load(path) as loaded:
-                        if name in loaded.files and "window_index" in loaded.files:
-                            rows = loaded["window_index"]
-                            values = loaded[name]
-                            self._arrays[key] = {int(w): values[i] for i, w in enumerate(rows)}
-            by_window = self._arrays[key]
-        return None if by_window is None else by_window.get(int(window))
-
-
-def png_bytes(frames: np.ndarray) -> bytes:
-    """PNG of one uint8 (3, H, W) frame, or of (K, 3, H, W) frames side by side."""
-    frames = np.asarray(frames, dtype=np.uint8)
-    if frames.ndim == 4:
-        frames = np.concatenate(list(frames), axis=2)
-    buffer = io.BytesIO()
-    PILImage.fromarray(frame_to_hwc(frames)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _value(value: object) -> float | None:
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return number if np.isfinite(number) else None
-
-
-def _metrics_text(values: dict) -> str:
-    parts = []
-    for key, label, decimals in SHOWN_METRICS:
-        value = _value(values.get(key))
-        if value is not None:
-            parts.append(f"{label} {value:.{decimals}f}")
-    return " · ".join(parts)
-
-
-def _spread_text(per_seed: dict[int, dict]) -> str:
-    """"over seeds 0, 1, 2: MAE 0.080–0.120 (sd 0.020) · chrF ..." for one window."""
-    if len(per_seed) < 2:
-        return ""
-    parts = []
-    for key, label, decimals in SHOWN_METRICS:
-        if key not in SPREAD_METRICS:
-            continue
-        values = [v for v in (_value(m.get(key)) for m in per_seed.values()) if v is not None]
-        if len(values) >= 2:
-            parts.append(f"{label} {min(values):.{decimals}f}–{max(values):.{decimals}f} "
-                         f"(sd {np.std(values, ddof=1):.{decimals}f})")
-    seeds = ", ".join(str(seed) for seed in per_seed)
-    return f"over seeds {seeds}: " + " · ".join(parts) if parts else ""
-
-
-def floor_metrics(row: dict, metrics: Sequence[str] = tuple(key for key, _, _ in SHOWN_METRICS)) -> dict[str, dict]:
-    """``{floor: {metric: value}}`` from one row of floor_windows.csv (columns
-    ``<floor>_<metric>``), for whatever floors the file holds, in its column order."""
-    floors: dict[str, dict] = {}
-    for column, value in row.items():
-        for metric in metrics:
-            if column.endswith(f"_{metric}") and _value(value) is not None:
-                floors.setdefault(column[: -len(metric) - 1], {})[metric] = float(value)
-                break
-    return floors
 
 
 class FrameBrowser:
@@ -212,7 +77,7 @@ class FrameBrowser:
         self.runs = RunFiles(self.folder.data_dir)
         self._png_cache: OrderedDict[tuple, bytes] = OrderedDict()
         if background is None:
-            background = _in_kernel()
+            background = kernel_shell() is not None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="frame-browser") if background else None
         self.renders = LatestOnly(self._executor.submit if self._executor else (lambda job: job()))
         self.image_width = image_width
@@ -397,7 +262,7 @@ class FrameBrowser:
                 "samples": self.runs.frame("vae_samples", experiment, window, seed) if seed is not None else None,
                 "text": str(metrics.get("generated_text", "")),
                 "metrics": {k: metrics[k] for k, _, _ in SHOWN_METRICS if k in metrics},
-                "spread": _spread_text({s: m for s, m in per_seed.items() if m}),
+                "spread": spread_text({s: m for s, m in per_seed.items() if m}),
             })
         floors = {}
         if not self.folder.floor_windows.empty and window in self.folder.floor_windows.index:
@@ -442,7 +307,7 @@ class FrameBrowser:
         seed = f"seed {prediction['seed']}" + (f", no seed {chosen_seed}" if prediction["seed_missing"] else "")
         spread = f"<br>{html.escape(prediction['spread'])}" if prediction["spread"] else ""
         return _CAPTION.format(f"<b>{html.escape(prediction['experiment'])}</b> ({seed}): "
-                               f"{html.escape(prediction['text'])}<br><i>{_metrics_text(prediction['metrics'])}</i>"
+                               f"{html.escape(prediction['text'])}<br><i>{metrics_text(prediction['metrics'])}</i>"
                                f"{spread}")
 
     def _floors_html(self, floors: dict[str, dict]) -> str:
@@ -524,7 +389,7 @@ class FrameBrowser:
         predictions, samples = [], []
         for prediction in view["predictions"]:
             caption = short_text(prediction["text"], max_lines=2) + "\n" + short_text(
-                _metrics_text(prediction["metrics"]), max_lines=3)
+                metrics_text(prediction["metrics"]), max_lines=3)
             predictions.append((prediction["frame"], f"{prediction['experiment']} (seed {prediction['seed']})", caption))
             if prediction["samples"] is not None:
                 samples += [(sample, f"{prediction['experiment']} sample {k + 1}", "")
@@ -555,33 +420,6 @@ class FrameBrowser:
             return self.figure()
         display(self.mime_bundle(), raw=True)
         return None
-
-
-def header_lines(lead: str, items: Sequence[str], width: int = HEADER_WIDTH) -> list[str]:
-    """``lead`` + the ``items`` joined by " · ", broken between items into lines of at most
-    ``width`` characters (an item longer than that gets a line of its own), so that a figure's
-    header is never cut off at either end; nothing when there are no items."""
-    lines: list[str] = []
-    current = lead
-    for item in items:
-        candidate = item if current in ("", lead) else f" · {item}"
-        if current not in ("", lead) and len(current) + len(candidate) > width:
-            lines.append(current)
-            current, candidate = "", item
-        current += candidate
-    if current not in ("", lead):
-        lines.append(current)
-    return lines
-
-
-def _in_kernel() -> bool:
-    """True inside a Jupyter kernel (where a worker thread keeps the controls responsive)."""
-    try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover - IPython comes with ipykernel
-        return False
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 def browse(data_dir: Path | str, experiments: Sequence[str] | None = None) -> Figure | None:

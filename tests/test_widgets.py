@@ -16,7 +16,8 @@ from helpers_fake_data import make_prepared, tiny_config
 from storylib import evaluation
 from storylib.config import ExperimentConfig
 from storylib.models import build_model
-from storylib.widgets import NOTEBOOK_WIDTH_PX, FrameBrowser, png_bytes
+from storylib.report.run_files import png_bytes
+from storylib.widgets import NOTEBOOK_WIDTH_PX, FrameBrowser
 
 
 @pytest.fixture()
@@ -260,7 +261,7 @@ def test_the_browser_can_be_limited_to_one_group_of_windows_and_names_each_windo
 
 
 def test_the_static_header_is_broken_between_floors_never_cut():
-    from storylib.widgets import header_lines
+    from storylib.report.metric_text import header_lines
 
     items = [f"floor_{i} MAE 0.{i}00" for i in range(30)]
     lines = header_lines("floors: ", items, width=60)
