@@ -29,6 +29,7 @@ from sacrebleu.metrics import BLEU, CHRF
 from storylib.config import ExperimentConfig
 from storylib.data.dataset import WindowSplit, iterate_batches
 from storylib.data.tokenizer import PAD_ID
+from storylib.device import autocast
 from storylib.results.contract import IMAGE_METRICS
 
 
@@ -281,8 +282,7 @@ def _collect(model, split: WindowSplit, tokenizer, cfg: ExperimentConfig, device
     and the first ``saved_prediction_windows`` frames (and VAE samples) kept as uint8."""
     found = _Collected()
     keep = cfg.eval.saved_prediction_windows or len(split)
-    autocast = torch.autocast(device_type="cuda", dtype=torch.float16, enabled=cfg.train.amp and device.type == "cuda")
-    with torch.no_grad(), torch.random.fork_rng(devices=[]), autocast:
+    with torch.no_grad(), torch.random.fork_rng(devices=[]), autocast(device, cfg.train.amp):
         torch.manual_seed(cfg.seed)  # VAE samples are reproducible and leave the global RNG alone
         for batch in iterate_batches(split, cfg.eval.batch_size, device=device):
             # one encoding serves the frame, the greedy text and the samples (eval mode: z = μ)

@@ -38,6 +38,7 @@ from storylib import evaluation, training
 from storylib.config import ExperimentConfig, config_hash, config_to_yaml, load_experiment_config, run_config
 from storylib.data import PreparedData, prepare_data, resolve_source, source_label
 from storylib.data.tokenizer import resolve_tokenizer_kind
+from storylib.device import resolve_device
 from storylib.floors import PICTURED_FLOORS, compute_floors, floor_prediction_frames, floor_table
 from storylib.io import atomic_save_npz, atomic_write_json, atomic_write_text, exclusive, read_json_object
 from storylib.locations import environment_override, resolve_results_dir, resolve_scale  # noqa: F401
@@ -129,7 +130,7 @@ def setup(
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / CONFIG_FILE, config_to_yaml(cfg))
     return Run(
-        experiment, seed, scale, cfg, config_hash(cfg), run_dir, data_dir, source, str(training.resolve_device(device))
+        experiment, seed, scale, cfg, config_hash(cfg), run_dir, data_dir, source, str(resolve_device(device))
     )
 
 
@@ -347,7 +348,7 @@ def evaluate(run: Run, prepared: PreparedData, model: StoryPredictor) -> evaluat
     best = run.run_dir / BEST_CHECKPOINT
     checkpoint = training.load_checkpoint(best)
     model.load_state_dict(checkpoint["model"])
-    model.to(training.resolve_device(run.config.train.device))
+    model.to(resolve_device(run.config.train.device))
     result = evaluation.evaluate(model, prepared.test, prepared.tokenizer, run.config)
     result.metrics.update(
         num_params=count_parameters(model),

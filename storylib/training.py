@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from matplotlib.figure import Figure
 from storylib.augment import augment_batch, augmentation_generator
 from storylib.config import ExperimentConfig, TrainConfig, config_to_dict
 from storylib.data.dataset import PreparedData, WindowSplit, iterate_batches
+from storylib.device import apply_thread_setting, autocast, resolve_device
 from storylib.io import atomic_write_bytes, atomic_write_text, progress
 from storylib.models import StoryPredictor, build_model
 from storylib.report.figures import Panel, loss_curve_figure, panel_figure, save_png, short_text
@@ -63,24 +63,6 @@ class NonFiniteLossError(FloatingPointError):
 
 
 # --------------------------------------------------------------------------- small pieces
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """"auto" → cuda if available, else mps, else cpu."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(name)
-
-
-def apply_thread_setting() -> None:
-    """``torch.set_num_threads(STORYLIB_THREADS)`` when that variable is set; else leave torch alone."""
-    threads = os.environ.get("STORYLIB_THREADS")
-    if threads:
-        torch.set_num_threads(int(threads))
 
 
 def kl_weight_at(train: TrainConfig, epoch: int) -> float:
@@ -222,7 +204,7 @@ def evaluate_losses(
         return {t: float("nan") for t in ("loss", *LOSS_TERMS)}
     model.eval()
     sums = dict.fromkeys(("loss", *LOSS_TERMS), 0.0)
-    with torch.no_grad(), _autocast(device, cfg.train.amp):
+    with torch.no_grad(), autocast(device, cfg.train.amp):
         for batch in iterate_batches(split, cfg.eval.batch_size, device=device):
             losses = model(batch).losses
             size = batch["target_frame"].shape[0]
@@ -230,11 +212,6 @@ def evaluate_losses(
             for term in LOSS_TERMS:
                 sums[term] += float(losses[term]) * size
     return {key: value / len(split) for key, value in sums.items()}
-
-
-def _autocast(device: torch.device, amp: bool):
-    """Mixed precision on CUDA only (CPU autocast is slower than float32 for these models)."""
-    return torch.autocast(device_type="cuda", dtype=torch.float16, enabled=amp and device.type == "cuda")
 
 
 def _train_epoch(model, optimizer, scheduler, scaler, split, cfg, device, epoch, kl_weight) -> dict[str, float]:
@@ -245,7 +222,7 @@ def _train_epoch(model, optimizer, scheduler, scaler, split, cfg, device, epoch,
     for step, batch in enumerate(progress(batches, total=steps, desc=f"epoch {epoch}"), start=1):
         if cfg.train.augment:
             batch = augment_batch(batch, augmentation_generator(cfg.seed, epoch, step))
-        with _autocast(device, cfg.train.amp):
+        with autocast(device, cfg.train.amp):
             losses = model(batch).losses
             loss = weighted_loss(losses, cfg.train, kl_weight)
         _check_finite(losses, epoch, step)

@@ -85,3 +85,29 @@ def test_reading_a_results_folder_needs_no_torch():
     code = ("import sys; import storylib.results.contract, storylib.runs, storylib.reporting, storylib.comparisons; "
             "print('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_every_module_of_results_and_report_and_the_browser_loads_without_torch():
+    names = sorted(module_name(path) for folder in ("results", "report") for path in (PACKAGE / folder).glob("*.py"))
+    assert "storylib.report.figures" in names and "storylib.results.folder" in names
+    code = (f"import sys, importlib; [importlib.import_module(n) for n in {[*names, 'storylib.widgets']!r}]; "
+            "print('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+# The house rule of issue 18: a module a reader takes in at one sitting, functions one screen long.
+MAX_MODULE_LINES = 450
+MAX_FUNCTION_LINES = 60
+LONG_BY_DESIGN = {"storylib.data.synthetic"}   # the generator's world: tables of shots and phrases
+
+
+def test_no_module_or_function_of_storylib_is_too_long():
+    too_long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = path.read_text(encoding="utf-8")
+        if len(source.splitlines()) > MAX_MODULE_LINES and module_name(path) not in LONG_BY_DESIGN:
+            too_long.append(f"{module_name(path)}: {len(source.splitlines())} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= MAX_FUNCTION_LINES:
+                too_long.append(f"{module_name(path)}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert not too_long, "split these (docs/architecture.md says where things live):\n" + "\n".join(too_long)
