@@ -73,8 +73,8 @@ results_dir = "auto"
 
 # %%
 import storylib.experiment
-from storylib import reporting
-from storylib.data import exploration, prepare_data
+from storylib import exploration, reporting
+from storylib.data import prepare_data
 from storylib.floors import shot_split_table
 
 # %% [markdown]

@@ -8,7 +8,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from storylib.config import DataConfig
-from storylib.data import exploration
+from storylib import exploration
 from storylib.data.prepare import prepare_data
 from storylib.data.synthetic import generate_synthetic_dataset
 from storylib.data.windows import SKIP_REASONS

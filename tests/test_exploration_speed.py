@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from storylib.config import DataConfig
-from storylib.data import exploration
+from storylib import exploration
 from storylib.data.prepare import prepare_data
 from storylib.data.synthetic import generate_synthetic_dataset
 

@@ -14,9 +14,7 @@ floors are read from the results folder, where the experiments need them too
 
 from __future__ import annotations
 
-import json
 import sys
-import textwrap
 import time
 from collections import Counter
 from pathlib import Path
@@ -30,7 +28,9 @@ from storylib.data.dataset import PreparedData, WindowSplit
 from storylib.data.parsing import entity_kind, parse_entities, parse_frame_descriptions
 from storylib.data.prepare import decode_frame, image_counts, open_image
 from storylib.data.windows import CONTEXT_FRAMES, SKIP_REASONS
-from storylib.io import atomic_write_text
+from storylib.io import atomic_write_json, read_json_object
+from storylib.report.figures import panel_figure, short_text
+from storylib.results.contract import FLOORS_FILE
 
 SPLITS = ("train", "val", "test")
 STORY_SUMMARY_FILE = "stories.json"  # beside the cached windows: texts and image counts, no pixels
@@ -55,7 +55,7 @@ def story_summary(config: Any, prepared: PreparedData) -> dict[str, pd.DataFrame
     path = Path(prepared.cache_dir) / STORY_SUMMARY_FILE
     if path.is_file():
         try:
-            loaded = json.loads(path.read_text(encoding="utf-8"))
+            loaded = read_json_object(path)
             return {name: pd.DataFrame(rows, columns=["story_id", "images", "story"]) for name, rows in loaded.items()}
         except (OSError, ValueError):
             say(f"{path} is unreadable; loading the stories again")
@@ -68,7 +68,7 @@ def story_summary(config: Any, prepared: PreparedData) -> dict[str, pd.DataFrame
         for name in ("train", "test")
     }
     if Path(prepared.cache_dir).is_dir():
-        atomic_write_text(path, json.dumps({name: frame.to_dict(orient="records") for name, frame in summary.items()}))
+        atomic_write_json(path, {name: frame.to_dict(orient="records") for name, frame in summary.items()})
     say(f"stories loaded in {time.perf_counter() - started:.1f} s")
     return summary
 
@@ -101,11 +101,11 @@ def shared_floors(experiment_config: Any, prepared: PreparedData, data_dir: Path
     from storylib.experiment import ensure_shared_files
 
     started = time.perf_counter()
-    say(f"floors of the {len(prepared.test)} test windows: checking {Path(data_dir) / 'floors.json'}")
+    say(f"floors of the {len(prepared.test)} test windows: checking {Path(data_dir) / FLOORS_FILE}")
     for note in ensure_shared_files(Path(data_dir), prepared, experiment_config):
         say(note)
     say(f"floors ready in {time.perf_counter() - started:.1f} s")
-    return json.loads((Path(data_dir) / "floors.json").read_text(encoding="utf-8"))
+    return read_json_object(Path(data_dir) / FLOORS_FILE)
 
 
 def frames_per_story(stories_split: Any) -> pd.Series:
@@ -215,32 +215,18 @@ def entity_counts(stories_split: Any) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["kind", "tag", "mentions", "stories", "ids_per_story"])
 
 
-def _wrapped(text: str, width: int = 32, max_lines: int = 6) -> str:
-    return textwrap.fill(text, width=width, max_lines=max_lines, placeholder=" …")
+CAPTION_LINES = 6
 
 
-def _panel_row(images: list[np.ndarray], titles: list[str], texts: list[str], suptitle: str) -> Figure:
-    """One row of image panels with a title above and a wrapped text below each."""
-    panel_width = 3.2
-    aspect = images[0].shape[0] / images[0].shape[1]
-    # image height + room for the title above and about six lines of text below
-    figure = Figure(figsize=(panel_width * len(images), panel_width * aspect + 1.7), layout="constrained")
-    axes = figure.subplots(1, len(images), squeeze=False)[0]
-    for axis, image, title, text in zip(axes, images, titles, texts):
-        axis.imshow(image)
-        axis.set_title(title, fontsize=10)
-        axis.set_xticks([])
-        axis.set_yticks([])
-        axis.set_xlabel(_wrapped(text), fontsize=7, loc="left")
-    figure.suptitle(suptitle, fontsize=11)
-    return figure
+def _caption(text: str) -> str:
+    return short_text(text, max_lines=CAPTION_LINES)
 
 
 def _story_frame(value: Any, height: int) -> np.ndarray:
-    """One story image as (height, width, 3) uint8, keeping its aspect ratio."""
+    """One story image as (3, height, width) uint8, keeping its aspect ratio."""
     with open_image(value) as image:
         width = max(1, round(height * image.width / max(1, image.height)))
-    return decode_frame(value, height, width).transpose(1, 2, 0)
+    return decode_frame(value, height, width)
 
 
 def plot_story(stories_split: Any, index: int, height: int = 120) -> Figure:
@@ -250,19 +236,20 @@ def plot_story(stories_split: Any, index: int, height: int = 120) -> Figure:
     descriptions = parse_frame_descriptions(str(row.column("story")[0].as_py()))
     values = row.column("images")[0].values
     images = [_story_frame(values[i].as_py(), height) for i in range(len(values))]
-    titles = [f"image {i + 1}" for i in range(len(images))]
-    texts = [descriptions.get(i + 1, "(no description)") for i in range(len(images))]
-    return _panel_row(images, titles, texts, f"story {story_id}: {len(images)} frames")
+    panels = [(image, f"image {i + 1}", _caption(descriptions.get(i + 1, "(no description)")))
+              for i, image in enumerate(images)]
+    return panel_figure([panels], caption_lines=CAPTION_LINES, title=f"story {story_id}: {len(images)} frames")
 
 
 def plot_window(split: WindowSplit, index: int) -> Figure:
     """The four context frames and the target of window ``index``, with their descriptions."""
-    frames = np.asarray(split.frames[index]).transpose(0, 2, 3, 1)
     numbers = [int(n) for n in split.frame_numbers[index]]
     titles = [f"context {k + 1} (image {n})" for k, n in enumerate(numbers[:CONTEXT_FRAMES])]
     titles.append(f"target (image {numbers[CONTEXT_FRAMES]})")
-    suptitle = f"{split.name} window {index}: story {split.story_ids[index]}"
-    return _panel_row(list(frames), titles, list(split.descriptions[index]), suptitle)
+    panels = [(np.asarray(frame), title, _caption(text))
+              for frame, title, text in zip(split.frames[index], titles, split.descriptions[index])]
+    return panel_figure([panels], caption_lines=CAPTION_LINES,
+                        title=f"{split.name} window {index}: story {split.story_ids[index]}")
 
 
 def shot_table(prepared: PreparedData) -> pd.DataFrame:
@@ -284,19 +271,14 @@ def plot_shot_strip(split: WindowSplit, per_pattern: int = 1) -> Figure:
     for pattern in dict.fromkeys(split.patterns or [""]):
         chosen += [i for i, p in enumerate(split.patterns or [""] * len(split)) if p == pattern][:per_pattern]
     chosen = chosen[:6] or list(range(min(3, len(split))))
-    aspect = split.frames.shape[-2] / split.frames.shape[-1]
-    figure = Figure(figsize=(12, len(chosen) * (12 / 5 * aspect + 0.5)), layout="constrained")
-    axes = figure.subplots(len(chosen), 5, squeeze=False)
-    for row, index in zip(axes, chosen):
+    rows = []
+    for index in chosen:
         labels = split.setups[index] if split.setups else ("",) * 5
         shot = ("cuts" if split.shot_cuts[index] else "continues") if len(split.shot_cuts) else "?"
-        for frame, axis in enumerate(row):
-            axis.imshow(np.asarray(split.frames[index, frame]).transpose(1, 2, 0))
-            axis.set_xticks([])
-            axis.set_yticks([])
-            title = f"set-up {labels[frame]}" if labels[frame] else f"frame {frame + 1}"
-            axis.set_title(f"target · {title} · {shot}" if frame == CONTEXT_FRAMES else title, fontsize=9)
         pattern = split.patterns[index] if split.patterns else ""
-        row[0].set_ylabel(f"{pattern or 'window'} {index}", fontsize=9)
-    figure.suptitle(f"{split.name}: shot structure of one window per pattern ({split.cut_basis or 'no shot flags'})", fontsize=11)
-    return figure
+        titles = [f"set-up {label}" if label else f"frame {frame + 1}" for frame, label in enumerate(labels)]
+        titles[CONTEXT_FRAMES] = f"target · {titles[CONTEXT_FRAMES]} · {shot}"
+        rows.append([(np.asarray(split.frames[index, frame]), title, f"{pattern or 'window'} {index}" if frame == 0 else "")
+                     for frame, title in enumerate(titles)])
+    return panel_figure(rows, caption_lines=1, title=f"{split.name}: shot structure of one window per pattern "
+                                                     f"({split.cut_basis or 'no shot flags'})")
