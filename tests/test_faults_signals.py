@@ -81,7 +81,7 @@ def lost_outcome(error: Exception | RunOutcome, stopping: bool = False) -> RunOu
     """The driver's outcome of a task whose ``ray.get`` raises ``error`` (or returns it, an outcome)."""
     import ray
 
-    from storylib.ray_executor import RayExecutor
+    from storylib.suite.ray_executor import RayExecutor
 
     def get(_ref):
         if isinstance(error, RunOutcome):

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from storylib import ray_executor, runner
+from storylib import runner
+from storylib.suite import ray_executor
 from storylib.runner import NotebookRun
 from _smoke_suite import run_all
 from test_end_to_end import assert_results_contract

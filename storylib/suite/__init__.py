@@ -30,6 +30,6 @@ executed notebooks name no folder of this machine) always resolves to the result
 Modules, in import order: :mod:`.interrupt` (Ctrl-C and SIGTERM, the kernels they reach),
 :mod:`.execute` (one notebook through papermill; the local executor), :mod:`.plan` (what to
 run and what to reuse; the checks before any kernel starts), :mod:`.finish` (shared files,
-report, summary) and :mod:`.cli` (the command line). :mod:`storylib.ray_executor` is the other
+report, summary) and :mod:`.cli` (the command line). :mod:`.ray_executor` is the other
 executor, behind the same ``execute_all(runs, …, reporter, interruption)``.
 """

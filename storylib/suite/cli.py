@@ -185,7 +185,7 @@ def connect_executor(args: argparse.Namespace, needed: bool) -> Any:
     and no task would be submitted); :class:`RunAllError` when Ray is missing or unreachable."""
     if args.executor != "ray":
         return None
-    from storylib.ray_executor import RayExecutor, import_ray
+    from storylib.suite.ray_executor import RayExecutor, import_ray
 
     import_ray()                         # missing Ray is said even when nothing would be submitted
     if not needed:
