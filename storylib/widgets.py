@@ -41,7 +41,7 @@ from matplotlib.figure import Figure
 
 from storylib.comparisons import window_groups
 from storylib.io import kernel_shell
-from storylib.report.figures import MIN_FONT_PT, Panel, figure_png, panel_figure, short_text
+from storylib.report.figures import Panel, figure_png, message_figure, panel_figure, short_text
 from storylib.report.metric_text import SHOWN_METRICS, floor_metrics, header_lines, metrics_text, spread_text
 from storylib.report.latest_only import LatestOnly
 from storylib.report.run_files import RunFiles, png_bytes
@@ -378,12 +378,7 @@ class FrameBrowser:
         """A static matplotlib figure of the current view, as wide as a page."""
         view = self.view()
         if view["window"] is None:
-            figure = Figure(figsize=(6, 1))
-            axis = figure.add_subplot()
-            axis.axis("off")
-            axis.text(0.5, 0.5, f"No saved test windows in {self.folder.data_dir.name}.", ha="center", va="center",
-                      fontsize=MIN_FONT_PT)
-            return figure
+            return message_figure(f"No saved test windows in {self.folder.data_dir.name}.")
         rows: list[list[Panel]] = [[(view["frames"][i], f"context {i + 1}", short_text(view["texts"][i]))
                                     for i in range(4)] + [(view["frames"][4], "truth", short_text(view["texts"][4]))]]
         predictions, samples = [], []

@@ -49,7 +49,8 @@ def enable_inline_figures() -> None:
 enable_inline_figures()
 
 
-def _message_figure(text: str) -> Figure:
+def message_figure(text: str) -> Figure:
+    """A figure that only says ``text``: where a plot has nothing to draw, it says why."""
     figure = Figure(figsize=(PAGE_WIDTH_INCHES * 0.8, 1.2), dpi=FIGURE_DPI)
     axis = figure.add_subplot()
     axis.axis("off")
@@ -71,7 +72,7 @@ def plot_loss_curves(data_dir: Path | str) -> Figure:
     histories = {e: mean_history(data_dir, e) for e in finished_experiments(data_dir)}
     histories = {e: h for e, h in histories.items() if not h.empty}
     if not histories:
-        return _message_figure(no_runs_message(data_dir))
+        return message_figure(no_runs_message(data_dir))
     return loss_curve_figure(histories)
 
 
@@ -176,7 +177,7 @@ def plot_qualitative_grid(data_dir: Path | str, window_indices: Sequence[int],
     experiments = list(experiments) if experiments is not None else folder.experiments
     window_indices = [int(w) for w in window_indices if int(w) in set(folder.window_indices.tolist())]
     if not window_indices or not experiments:
-        return _message_figure(no_runs_message(data_dir) if not experiments
+        return message_figure(no_runs_message(data_dir) if not experiments
                                else f"No saved test windows (test_windows.npz) in {folder.data_dir.name}.")
     rows: list[list[Panel]] = []
     for window in window_indices:
