@@ -55,6 +55,7 @@ from storylib.results.contract import (
     METRICS_FILE,
     PREDICTIONS_FRAMES,
     PREDICTIONS_TABLE,
+    SUBSET_FILE,
     TEST_WINDOWS_FRAMES,
     TEST_WINDOWS_TABLE,
     TEXT_FLOORS,
@@ -177,9 +178,26 @@ def saved_window_count(config: ExperimentConfig, prepared: PreparedData) -> int:
     return min(config.eval.saved_prediction_windows or len(prepared.test), len(prepared.test))
 
 
+def expected_saved_windows(data_dir: Path, prepared: PreparedData, count: int) -> np.ndarray:
+    """The test windows ``test_windows.npz`` should hold: the first ``count``, or the subset a
+    committed reference was shrunk to (``saved_windows_subset.json``, by
+    :func:`storylib.results.windows.keep_saved_window_subset`) when it records these windows."""
+    try:
+        subset = read_json_object(data_dir / SUBSET_FILE)
+    except (OSError, ValueError):
+        return np.arange(count)
+    kept = subset.get("window_index")
+    total = len(prepared.test)
+    if (subset.get("of") == total and isinstance(kept, list) and kept
+            and all(isinstance(w, int) and 0 <= w < total for w in kept)):
+        return np.asarray(kept)
+    return np.arange(count)
+
+
 def test_windows_problem(data_dir: Path, prepared: PreparedData, count: int) -> str | None:
     """What is wrong with ``test_windows.npz`` + ``test_windows.csv`` for ``prepared`` (None: usable)."""
     test = prepared.test
+    expected = expected_saved_windows(data_dir, prepared, count)
     try:
         with np.load(data_dir / TEST_WINDOWS_FRAMES, allow_pickle=False) as saved:
             window_index, frames = saved["window_index"], saved["frames"]
@@ -188,9 +206,10 @@ def test_windows_problem(data_dir: Path, prepared: PreparedData, count: int) -> 
         return "test_windows.npz: missing"
     except Exception as error:  # noqa: BLE001 - a truncated zip raises zipfile, OSError or ValueError
         return f"test_windows.npz: unreadable ({type(error).__name__}: {str(error)[:80]})"
-    if frames.dtype != np.uint8 or frames.shape != (count, *test.frames.shape[1:]):
-        return f"test_windows.npz: frames are {frames.dtype} {frames.shape}, expected uint8 {(count, *test.frames.shape[1:])}"
-    if not np.array_equal(window_index, np.arange(count)) or not np.array_equal(frames, test.frames[:count]):
+    if frames.dtype != np.uint8 or frames.shape != (len(expected), *test.frames.shape[1:]):
+        return (f"test_windows.npz: frames are {frames.dtype} {frames.shape}, "
+                f"expected uint8 {(len(expected), *test.frames.shape[1:])}")
+    if not np.array_equal(window_index, expected) or not np.array_equal(frames, test.frames[expected]):
         return "test_windows.npz: its frames are not the prepared test windows"
     if not pictured:
         return "test_windows.npz: it lacks the floors' predictions (floor_<name>)"
@@ -216,6 +235,7 @@ def _write_floors(data_dir: Path, prepared: PreparedData) -> None:
 
 def _write_test_windows(data_dir: Path, prepared: PreparedData, count: int) -> None:
     test = prepared.test
+    (data_dir / SUBSET_FILE).unlink(missing_ok=True)        # the first ``count`` windows, no subset
     atomic_save_npz(
         data_dir / TEST_WINDOWS_FRAMES,
         window_index=np.arange(count),

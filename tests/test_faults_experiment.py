@@ -274,3 +274,23 @@ def test_a_run_without_best_pt_or_without_a_recorded_digest_is_still_reused(fini
     path.write_text(json.dumps({k: v for k, v in record.items() if not k.startswith("checkpoint_")}))
     random_bytes_of_the_same_size(older.run_dir / "checkpoints" / "best.pt")
     assert checkpoint_problem(older.run_dir) is None and runner.recorded_hash(older.run_dir) == older.config_hash
+
+
+def test_a_reference_shrunk_to_a_subset_of_windows_keeps_it_and_a_damaged_subset_is_rebuilt(finished, tmp_path):
+    from storylib.results.windows import keep_saved_window_subset
+
+    run, prepared = finished
+    copy = copy_run(run, tmp_path)
+    kept = keep_saved_window_subset(copy.data_dir, 2)
+    assert len(kept) == 2 and len(prepared.test) > 2
+    shrunk = (copy.data_dir / "test_windows.npz").read_bytes()
+    assert experiment.ensure_shared_files(copy.data_dir, prepared, copy.config) == []   # the subset is usable
+    assert (copy.data_dir / "test_windows.npz").read_bytes() == shrunk
+    subset_file = copy.data_dir / "saved_windows_subset.json"
+    subset_file.write_text(json.dumps({"kept": 2, "of": len(prepared.test), "window_index": [kept[0], kept[0] + 1]}))
+    [note] = experiment.ensure_shared_files(copy.data_dir, prepared, copy.config)   # frames of other windows
+    assert "rebuilt test_windows.npz" in note and "not the prepared test windows" in note
+    assert not subset_file.exists()
+    with np.load(copy.data_dir / "test_windows.npz") as saved:
+        assert saved["window_index"].tolist() == list(range(len(prepared.test)))
+    assert experiment.ensure_shared_files(copy.data_dir, prepared, copy.config) == []
