@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 
 import numpy as np
@@ -240,6 +241,8 @@ def test_a_committed_reference_can_keep_a_documented_subset_of_the_frames(data_d
     browser.slider.value = 1
     assert pixel(browser.target_image.value)[0] == frame_value(2, 4)
     assert "frames saved for 2 of 3 test windows" in browser.info.value
+    assert reporting.keep_saved_window_subset(data_dir, 1) == [3]          # shrunk again: still "of 3"
+    assert json.loads((data_dir / "saved_windows_subset.json").read_text()) == {"kept": 1, "of": 3, "window_index": [3]}
 
 
 def test_the_browser_can_be_limited_to_one_group_of_windows_and_names_each_window_s_pattern(data_dir):

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from storylib.io import atomic_save_npz, atomic_write_json
+from storylib.io import atomic_save_npz, atomic_write_json, read_json_object
 from storylib.results.contract import (
     FLOOR_WINDOWS_FILE,
     PREDICTIONS_FRAMES,
@@ -138,6 +138,8 @@ def keep_saved_window_subset(data_dir: Path | str, count: int) -> list[int]:
     data_dir = Path(data_dir)
     folder = ResultsFolder(data_dir)
     total = len(folder.window_indices)
+    if (data_dir / SUBSET_FILE).is_file():             # shrinking a subset again: still "of" every window
+        total = int(read_json_object(data_dir / SUBSET_FILE).get("of", total))
     kept = evenly_spaced(folder.window_indices, count)
     positions = [folder.position(w) for w in kept]
     floors = {f"floor_{name}": frames[positions] for name, frames in folder.floor_frames.items()}
