@@ -126,10 +126,11 @@ def run_task(run: NotebookRun, cwd: Path, cores: int, keep_checkpoints: bool) ->
         with process_environment(env), ThreadPoolExecutor(max_workers=1) as pool:
             future = pool.submit(execute_with_sigint, run, cwd, interruption)
             while True:
-                try:
-                    return future.result(timeout=POLL_SECONDS)
-                except FutureTimeout:
-                    interruption.keep_interrupting()
+                try:                                    # ray.cancel's KeyboardInterrupt may land anywhere here
+                    try:
+                        return future.result(timeout=POLL_SECONDS)
+                    except FutureTimeout:
+                        interruption.keep_interrupting()
                 except KeyboardInterrupt:               # ray.cancel
                     interruption.handle_sigint()
     finally:
