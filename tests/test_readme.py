@@ -24,9 +24,9 @@ def test_ci_reads_exactly_two_setup_commands_from_the_readme():
 
 
 def test_ci_runs_the_readme_test_commands_every_test_once():
-    """The `isolated` tests first, in a process of their own, then the whole suite but them."""
+    """The whole suite but the `isolated` tests, then those in a process of their own."""
     assert readme_block("<!-- ci:test -->").strip().splitlines() == [
-        "python -m pytest -m isolated tests", 'python -m pytest -m "not isolated"']
+        'python -m pytest -m "not isolated"', "python -m pytest -m isolated tests"]
 
 
 def test_readme_shows_the_main_command():
