@@ -62,6 +62,7 @@ from storylib.results.contract import (
     data_folder,
     run_folder,
 )
+from storylib.results.windows import saved_subset
 from storylib.runs import CONTRACT_KEYS, checkpoint_digest, checkpoint_problem, finished_hash
 
 SHARED_FILES_LOCK = Path(".locks") / "shared-files.lock"
@@ -182,10 +183,7 @@ def expected_saved_windows(data_dir: Path, prepared: PreparedData, count: int) -
     """The test windows ``test_windows.npz`` should hold: the first ``count``, or the subset a
     committed reference was shrunk to (``saved_windows_subset.json``, by
     :func:`storylib.results.windows.keep_saved_window_subset`) when it records these windows."""
-    try:
-        subset = read_json_object(data_dir / SUBSET_FILE)
-    except (OSError, ValueError):
-        return np.arange(count)
+    subset = saved_subset(data_dir) or {}
     kept = subset.get("window_index")
     total = len(prepared.test)
     if (subset.get("of") == total and isinstance(kept, list) and kept

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -46,8 +45,7 @@ from storylib.report.metric_text import SHOWN_METRICS, floor_metrics, header_lin
 from storylib.report.latest_only import LatestOnly
 from storylib.report.run_files import RunFiles, png_bytes
 from storylib.report.tables import floor_row_label
-from storylib.results.contract import SUBSET_FILE
-from storylib.results.windows import ResultsFolder
+from storylib.results.windows import ResultsFolder, saved_subset
 
 
 ORDERS = ("window order", "worst first", "best first")
@@ -81,8 +79,7 @@ class FrameBrowser:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="frame-browser") if background else None
         self.renders = LatestOnly(self._executor.submit if self._executor else (lambda job: job()))
         self.image_width = image_width
-        subset = self.folder.data_dir / SUBSET_FILE
-        recorded = json.loads(subset.read_text()) if subset.is_file() else None
+        recorded = saved_subset(self.folder.data_dir)
         self._subset_note = (f"frames saved for {recorded['kept']} of {recorded['of']} test windows "
                              "(a subset kept to stay small)" if recorded else "")
         self._build_controls(widgets, experiments, seed)

@@ -127,6 +127,15 @@ def default_windows(data_dir: Path | str, count: int = 4) -> list[int]:
     return evenly_spaced(ResultsFolder(data_dir).window_indices, count)
 
 
+def saved_subset(data_dir: Path | str) -> dict | None:
+    """``saved_windows_subset.json`` of a folder shrunk by :func:`keep_saved_window_subset`
+    (``kept``, ``of``, ``window_index``), or None where every window's frames are saved."""
+    try:
+        return read_json_object(Path(data_dir) / SUBSET_FILE)
+    except (OSError, ValueError):
+        return None
+
+
 def keep_saved_window_subset(data_dir: Path | str, count: int) -> list[int]:
     """Shrink a results folder for committing: keep the frames and predicted frames (and VAE
     samples) of ``count`` evenly spaced test windows only, in ``test_windows.npz`` and every
@@ -137,9 +146,8 @@ def keep_saved_window_subset(data_dir: Path | str, count: int) -> list[int]:
     """
     data_dir = Path(data_dir)
     folder = ResultsFolder(data_dir)
-    total = len(folder.window_indices)
-    if (data_dir / SUBSET_FILE).is_file():             # shrinking a subset again: still "of" every window
-        total = int(read_json_object(data_dir / SUBSET_FILE).get("of", total))
+    previous = saved_subset(data_dir)                  # shrinking a subset again: still "of" every window
+    total = int(previous.get("of", len(folder.window_indices))) if previous else len(folder.window_indices)
     kept = evenly_spaced(folder.window_indices, count)
     positions = [folder.position(w) for w in kept]
     floors = {f"floor_{name}": frames[positions] for name, frames in folder.floor_frames.items()}

@@ -121,12 +121,11 @@ def run_task(run: NotebookRun, cwd: Path, cores: int, keep_checkpoints: bool) ->
     interruption = Interruption()      # its kernel manager registers the kernel there, for cancel
     env = kernel_environment(1, cores=max(1, cores), keep_checkpoints=keep_checkpoints)
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, interruption.handle_sigint) if in_main_thread else None
-    if in_main_thread:
-        # ray.cancel interrupts the task with SIGINT; a worker whose cluster was started from a
-        # shell that ignores SIGINT (a background job, `nohup … &`) inherits SIG_IGN and would
-        # never see it, so the task gets Python's own handler, which raises KeyboardInterrupt.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    # ray.cancel interrupts the task with SIGINT; a worker whose cluster was started from a shell
+    # that ignores SIGINT (a background job, `nohup … &`) inherits SIG_IGN and would never see it,
+    # so the task gets Python's own handler, which raises KeyboardInterrupt.
+    handlers = {signal.SIGTERM: interruption.handle_sigint, signal.SIGINT: signal.default_int_handler}
+    previous = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()} if in_main_thread else {}
     try:
         with process_environment(env), ThreadPoolExecutor(max_workers=1) as pool:
             future = pool.submit(execute_with_sigint, run, cwd, interruption)
@@ -139,8 +138,8 @@ def run_task(run: NotebookRun, cwd: Path, cores: int, keep_checkpoints: bool) ->
                 except KeyboardInterrupt:               # ray.cancel
                     interruption.handle_sigint()
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def execute_with_sigint(run: NotebookRun, cwd: Path, interruption: Interruption) -> RunOutcome:
