@@ -11,12 +11,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from storylib.data.dataset import CONTEXT_MOTION
+
 CROP_FRACTION = 0.9  # the crop keeps at least this share of each side, then is resized back
 JITTER = 0.2  # brightness and contrast factors are drawn from [1 - JITTER, 1 + JITTER]
 
 
 def augment_batch(batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """A new batch with ``context_frames`` and ``target_frame`` augmented; texts unchanged.
+    """A new batch with ``context_frames`` and ``target_frame`` augmented; texts unchanged, and
+    the precomputed motion of the frames dropped (the model measures the augmented frames').
 
     Random numbers come from ``generator`` (CPU) only, so a seeded run stays reproducible."""
     frames = torch.cat([batch["context_frames"], batch["target_frame"].unsqueeze(1)], dim=1)  # (B,5,3,H,W)
@@ -37,7 +40,8 @@ def augment_batch(batch: dict[str, torch.Tensor], generator: torch.Generator) ->
         mean = window.mean(dim=(1, 2, 3), keepdim=True)
         out.append((((window - mean) * contrast + mean) * brightness).clamp(0.0, 1.0))
     augmented = torch.stack(out)
-    return dict(batch, context_frames=augmented[:, :4], target_frame=augmented[:, 4].contiguous())
+    kept = {name: value for name, value in batch.items() if name != CONTEXT_MOTION}
+    return dict(kept, context_frames=augmented[:, :4], target_frame=augmented[:, 4].contiguous())
 
 
 def augmentation_generator(seed: int, epoch: int, step: int) -> torch.Generator:

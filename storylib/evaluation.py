@@ -316,6 +316,7 @@ def evaluate(model, split: WindowSplit, tokenizer, cfg: ExperimentConfig, device
     """Score ``model`` on every window of ``split`` (see the module docstring)."""
     device = device or next(model.parameters()).device
     model.eval()
+    model.precompute(split)
     found = _collect(model, split, tokenizer, cfg, device)
     nll, count = torch.cat(found.nll_sums), torch.cat(found.token_counts)
     text_metrics, text_windows = score_texts(found.generated_texts, found.target_texts)

@@ -404,6 +404,9 @@ def train(
     device = resolve_device(cfg.train.device)
     seed_everything(cfg.seed)
     state = new_training_state(cfg, prepared, model, device)
+    # augmentation changes the training frames every step, so their motion is measured per step
+    for split in (prepared.val,) if cfg.train.augment else (prepared.train, prepared.val):
+        state.model.precompute(split)
     resolved = config_to_dict(cfg)
     if resume:
         resume_training(state, run_dir, resolved, device, cfg.train.epochs)

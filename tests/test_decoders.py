@@ -275,3 +275,75 @@ def test_every_experiment_of_the_learning_family_builds_with_the_warp_and_copy_d
         out = model(make_batch(make_split(2, SIZE), 2))
         assert out.predicted_frame.shape == (2, 3, *SIZE)
         assert type(model.text_decoder).__name__ == "CopyTextDecoder"
+
+
+# --------------------------------------------------------------------------- work done once per split
+
+
+def test_the_motion_precomputed_per_split_is_what_each_batch_would_measure():
+    """split_motion over chunks of any size equals pair_motion of every batch, bit for bit, and a
+    batch of a split that holds it carries its rows; the warp decoder's output is unchanged."""
+    from storylib.data.dataset import CONTEXT_MOTION
+    from storylib.data.dataset import make_batch as data_make_batch
+    from storylib.models.motion import pack_motion, split_motion, unpack_motion
+
+    split = make_split(7, SIZE, seed=5)
+    packed = split_motion(split, chunk=3)
+    assert packed.shape == (7, len(FRAME_PAIRS), 7)
+    indices = np.array([6, 0, 3])
+    plain = data_make_batch(split, indices)
+    measured = pair_motion(plain["context_frames"])
+    assert torch.equal(packed[indices], pack_motion(measured))
+    assert all(torch.equal(unpack_motion(packed[indices])[name], value) for name, value in measured.items())
+
+    model = build_model(tiny_config("shots"), len(WORDS), SIZE)
+    model.precompute(split)
+    assert torch.equal(split.precomputed[CONTEXT_MOTION], packed)
+    carried = data_make_batch(split, indices)
+    assert torch.equal(carried[CONTEXT_MOTION], packed[indices])
+    assert torch.equal(split.head(2).precomputed[CONTEXT_MOTION], packed[:2])
+    torch.manual_seed(0)
+    with torch.no_grad():
+        z = torch.randn(3, model.config.latent_dim)
+        model.image_decoder.head[-1].weight.normal_()  # a trained head: the motion matters
+        assert torch.equal(model.decode_frame(z, carried), model.decode_frame(z, plain))
+
+
+def test_augmentation_drops_the_precomputed_motion_of_the_frames_it_changes():
+    from storylib.augment import augment_batch
+    from storylib.data.dataset import CONTEXT_MOTION
+    from storylib.data.dataset import make_batch as data_make_batch
+
+    split = make_split(3, SIZE)
+    build_model(tiny_config("shots"), len(WORDS), SIZE).precompute(split)
+    batch = data_make_batch(split, np.arange(3))
+    assert CONTEXT_MOTION in batch
+    augmented = augment_batch(batch, torch.Generator().manual_seed(0))
+    assert CONTEXT_MOTION not in augmented and set(augmented) == set(batch) - {CONTEXT_MOTION}
+
+
+def test_a_context_head_of_weight_0_gets_no_graph_and_changes_no_other_gradient():
+    """With context_weight 0 the context head runs without autograd (no backward through it);
+    every other gradient is the one of the full graph, where the 0-weighted term sent zeros."""
+    from storylib.training import weighted_loss
+
+    cfg = tiny_config("shots")
+    assert cfg.train.context_weight == 0
+    torch.manual_seed(0)
+    lean = build_model(cfg, len(WORDS), SIZE)
+    assert lean.context_head_learns is False
+    full = build_model(cfg, len(WORDS), SIZE)
+    full.load_state_dict(lean.state_dict())
+    full.context_head_learns = True
+    batch = make_batch(make_split(4, SIZE, seed=2), count=4)
+    gradients = {}
+    for name, model in (("lean", lean), ("full", full)):
+        model.eval()  # no dropout: the two passes see the same numbers
+        output = model(batch)
+        weighted_loss(output.losses, cfg.train, 0.0).backward()
+        assert output.losses["context"].requires_grad is (name == "full")
+        gradients[name] = {key: p.grad for key, p in model.named_parameters()}
+    assert all(gradients["lean"][key] is None for key in gradients["lean"] if key.startswith("context_decoder."))
+    assert all(float(gradients["full"][key].abs().max()) == 0.0 for key in gradients["full"] if key.startswith("context_decoder."))
+    others = [key for key in gradients["lean"] if not key.startswith("context_decoder.") and gradients["full"][key] is not None]
+    assert others and all(torch.equal(gradients["lean"][key], gradients["full"][key]) for key in others)

@@ -7,6 +7,9 @@ The batch dict is the one contract between data and models:
 - ``context_text_ids`` int64 (B, 4, L), L = the longest context description of the batch
 - ``target_text_ids``  int64 (B, T), bos … eos, 0-padded, T = the longest target of the batch
 - ``window_index``     int64 (B,), index into the split
+- ``context_motion``   float32 (B, 6, 7), only where the split holds it: the fixed motion
+  features of the context frames' pairs (:mod:`storylib.models.motion`), computed once per
+  split by the model that reads them (:meth:`StoryPredictor.precompute`) instead of every step
 
 Batches only slice cached arrays: no image decoding or tokenising happens here.
 """
@@ -22,6 +25,10 @@ import torch
 
 from storylib.data.tokenizer import TextTokenizer
 from storylib.data.windows import CONTEXT_FRAMES
+
+# The batch key of the precomputed motion features (see the module docstring): a function of the
+# context frames, so whatever changes the frames (augmentation) drops it.
+CONTEXT_MOTION = "context_motion"
 
 
 @dataclass
@@ -40,6 +47,9 @@ class WindowSplit:
     cut_basis: str = ""
     setups: list[tuple[str, ...]] = field(default_factory=list)
     patterns: list[str] = field(default_factory=list)
+    # Per-window tensors (N, ...) computed once from the frames by a model's parameter-free parts
+    # (CONTEXT_MOTION); make_batch adds each one's rows to the batch under its name.
+    precomputed: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.frames.shape[0])
@@ -59,6 +69,7 @@ class WindowSplit:
             cut_basis=self.cut_basis,
             setups=list(self.setups[:n]),
             patterns=list(self.patterns[:n]),
+            precomputed={name: values[:n] for name, values in self.precomputed.items()},
         )
 
     def shot_groups(self) -> dict[str, np.ndarray]:
@@ -128,13 +139,16 @@ def make_batch(split: WindowSplit, indices: np.ndarray | list[int], device: str 
     context_ids = trim_padding(tokens[:, :CONTEXT_FRAMES])
     target_ids = trim_padding(tokens[:, CONTEXT_FRAMES])
     frames = frames.to(device).float().div_(255.0)  # move uint8, convert on the device
-    return {
+    batch = {
         "context_frames": frames[:, :CONTEXT_FRAMES],
         "target_frame": frames[:, CONTEXT_FRAMES].contiguous(),
         "context_text_ids": torch.from_numpy(context_ids.astype(np.int64)).to(device),
         "target_text_ids": torch.from_numpy(target_ids.astype(np.int64)).to(device),
         "window_index": torch.from_numpy(indices.astype(np.int64)).to(device),
     }
+    for name, values in split.precomputed.items():
+        batch[name] = values[torch.from_numpy(indices)].to(device)
+    return batch
 
 
 def trim_padding(token_ids: np.ndarray) -> np.ndarray:

@@ -18,14 +18,18 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from storylib.classical import GAIN_FLOOR, MAX_SHIFT_X, MAX_SHIFT_Y
+from storylib.data.dataset import WindowSplit, make_batch
 from storylib.data.windows import CONTEXT_FRAMES
 
 FRAME_PAIRS: tuple[tuple[int, int], ...] = tuple(itertools.combinations(range(CONTEXT_FRAMES), 2))
 FEATURES_PER_PAIR = 7  # dy, dx, best cost, zero-shift cost, log gain (3 channels)
+# The parts of a pair's motion in the order :func:`pack_motion` stores them, with their widths.
+MOTION_PARTS = {"shift": 2, "best_cost": 1, "zero_cost": 1, "log_gain": 3}
 SEARCH_SCALE = 2  # the search runs on frames average-pooled by this factor
 
 
@@ -111,3 +115,29 @@ def motion_features(motion: dict[str, torch.Tensor]) -> torch.Tensor:
     shift = motion["shift"] / torch.tensor([MAX_SHIFT_Y, MAX_SHIFT_X], dtype=torch.float32, device=motion["shift"].device)
     parts = [shift, 10 * motion["best_cost"].unsqueeze(-1), 10 * motion["zero_cost"].unsqueeze(-1), 10 * motion["log_gain"]]
     return torch.cat(parts, dim=-1).flatten(1)
+
+
+def pack_motion(motion: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The dict of :func:`pair_motion` as one (B, P, FEATURES_PER_PAIR) tensor, unscaled."""
+    batch, pairs = motion["best_cost"].shape
+    return torch.cat([motion[name].reshape(batch, pairs, width) for name, width in MOTION_PARTS.items()], dim=-1)
+
+
+def unpack_motion(packed: torch.Tensor) -> dict[str, torch.Tensor]:
+    """:func:`pack_motion` undone: (B, P, FEATURES_PER_PAIR) → the dict of :func:`pair_motion`."""
+    parts = dict(zip(MOTION_PARTS, packed.split(list(MOTION_PARTS.values()), dim=-1)))
+    return {name: part.squeeze(-1) if MOTION_PARTS[name] == 1 else part for name, part in parts.items()}
+
+
+def split_motion(split: WindowSplit, chunk: int = 64) -> torch.Tensor:
+    """The packed motion of every window of ``split`` (N, P, FEATURES_PER_PAIR) on the CPU, from
+    the frames exactly as :func:`storylib.data.dataset.make_batch` gives them to the model.
+
+    Why: the features have no parameters and a window's frames do not change between epochs,
+    so measuring them once per split replaces a tenth of every training step (and of every
+    validation pass) by a lookup."""
+    parts = [
+        pack_motion(pair_motion(make_batch(split, np.arange(start, min(start + chunk, len(split))))["context_frames"]))
+        for start in range(0, len(split), chunk)
+    ]
+    return torch.cat(parts) if parts else torch.zeros(0, len(FRAME_PAIRS), FEATURES_PER_PAIR)

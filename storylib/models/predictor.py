@@ -21,8 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from storylib.config import ExperimentConfig, ModelConfig
+from storylib.data.dataset import CONTEXT_MOTION, WindowSplit
 from storylib.models.decoders import ConvImageDecoder
 from storylib.models.encoders import PAD_ID, CrossModalAttention, FrameImageEncoder, StoryEncoder, TextEncoder
+from storylib.models.motion import split_motion
 from storylib.models.registry import decoder_class
 
 
@@ -67,9 +69,17 @@ def text_loss(
 
 
 class StoryPredictor(nn.Module):
-    def __init__(self, config: ModelConfig, vocab_size: int, image_size: tuple[int, int], image_loss: str = "l1"):
+    def __init__(
+        self, config: ModelConfig, vocab_size: int, image_size: tuple[int, int], image_loss: str = "l1",
+        context_head_learns: bool = True,
+    ):
+        """``context_head_learns``: False where the context term's weight is 0 (the learning
+        family): the context head then runs without a graph. Its loss is still reported, and
+        nothing else changes, since a 0-weighted term sends zero gradients everywhere (a
+        quarter of the backward pass's convolutions saved)."""
         super().__init__()
         self.config, self.vocab_size, self.image_size, self.image_loss = config, vocab_size, tuple(image_size), image_loss
+        self.context_head_learns = context_head_learns
         c = config
         self.embedding = nn.Embedding(vocab_size, c.embedding_dim, padding_idx=PAD_ID)
         self.image_encoder = FrameImageEncoder(list(c.backbone_channels), self.image_size, c.image_feature_dim)
@@ -147,8 +157,9 @@ class StoryPredictor(nn.Module):
             if self.training:
                 z = post_mu + torch.randn_like(post_mu) * torch.exp(0.5 * post_logvar)
             kl = gaussian_kl(post_mu.float(), post_logvar.float(), mu.float(), logvar.float())
-        predicted_frame = self.image_decoder(z, context_frames)
-        predicted_context = self.context_decoder(z)
+        predicted_frame = self.decode_frame(z, batch)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.context_head_learns):
+            predicted_context = self.context_decoder(z)
         text_logits, _, coverage_penalty = self.text_decoder(target_ids[:, :-1], z, memory)
 
         image_error = F.l1_loss if self.image_loss == "l1" else F.mse_loss
@@ -159,6 +170,20 @@ class StoryPredictor(nn.Module):
             "kl": kl,
         }
         return PredictorOutput(predicted_frame, predicted_context, text_logits, losses, attention, mu, logvar, z)
+
+    def decode_frame(self, z: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Frame 5 from z; a decoder that reads fixed motion features (``uses_context_motion``)
+        gets the batch's precomputed ``context_motion`` where it has one."""
+        if getattr(self.image_decoder, "uses_context_motion", False):
+            return self.image_decoder(z, batch["context_frames"], batch.get(CONTEXT_MOTION))
+        return self.image_decoder(z, batch["context_frames"])
+
+    def precompute(self, split: WindowSplit) -> None:
+        """Store in ``split`` what this model's parameter-free parts compute from its frames, so
+        every batch of it carries that instead of recomputing it each step (the motion features
+        of the warp decoder); nothing for the other decoders."""
+        if getattr(self.image_decoder, "uses_context_motion", False) and CONTEXT_MOTION not in split.precomputed:
+            split.precomputed[CONTEXT_MOTION] = split_motion(split)
 
     # ------------------------------------------------------------------ inference
 
@@ -198,12 +223,12 @@ class StoryPredictor(nn.Module):
         ``encoded``: ``self.encode(batch, sample=False)`` when the caller has it already."""
         z, mu, logvar, _, _ = self.encode(batch, sample=False) if encoded is None else encoded
         if mu is None:  # deterministic: one decoding, k views of it (eval mode draws nothing)
-            return self.image_decoder(z, batch["context_frames"]).unsqueeze(1).expand(-1, k, -1, -1, -1)
+            return self.decode_frame(z, batch).unsqueeze(1).expand(-1, k, -1, -1, -1)
         frames = []
         for _ in range(k):
             if mu is not None:
                 z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-            frames.append(self.image_decoder(z, batch["context_frames"]))
+            frames.append(self.decode_frame(z, batch))
         return torch.stack(frames, dim=1)
 
 
@@ -213,4 +238,6 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def build_model(cfg: ExperimentConfig, vocab_size: int, image_size: tuple[int, int]) -> StoryPredictor:
-    return StoryPredictor(cfg.model, vocab_size, image_size, image_loss=cfg.train.image_loss)
+    return StoryPredictor(
+        cfg.model, vocab_size, image_size, image_loss=cfg.train.image_loss, context_head_learns=cfg.train.context_weight != 0
+    )

@@ -34,7 +34,7 @@ from torch import nn
 from storylib.config import ModelConfig
 from storylib.data.windows import CONTEXT_FRAMES
 from storylib.models.encoders import group_norm
-from storylib.models.motion import FEATURES_PER_PAIR, FRAME_PAIRS, motion_features, pair_motion
+from storylib.models.motion import FEATURES_PER_PAIR, FRAME_PAIRS, motion_features, pair_motion, unpack_motion
 
 # Selection logits are SELECT_SCALE · head output + SELECT_BIAS on frame 4: untrained, frame 4
 # weighs 1 − 3·e^−10 ≈ 1 − 1.4·10⁻⁴; the scale lets the head move a logit by the bias's 10 units
@@ -85,6 +85,8 @@ class FrameEmbedding(nn.Module):
 class WarpImageDecoder(nn.Module):
     """(z, context_frames) → frame 5: a chosen, warped and relit context frame (module docs)."""
 
+    uses_context_motion = True  # reads the batch's precomputed motion where it has it
+
     def __init__(self, latent_dim: int, channels: int, hidden: int):
         super().__init__()
         self.embed = FrameEmbedding(channels, 2 * channels)
@@ -100,11 +102,14 @@ class WarpImageDecoder(nn.Module):
     def from_config(cls, config: ModelConfig, image_size: tuple[int, int]) -> "WarpImageDecoder":
         return cls(config.latent_dim, max(4, config.decoder_channels // 4), 4 * config.decoder_channels)
 
-    def plan(self, z: torch.Tensor, context_frames: torch.Tensor) -> dict[str, torch.Tensor]:
+    def plan(
+        self, z: torch.Tensor, context_frames: torch.Tensor, context_motion: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """What the decoder will do per context frame: ``weights`` (B, F) of each frame in the
-        prediction, ``shift`` (B, F, 2) pixels and ``log_gain`` (B, F, 3)."""
+        prediction, ``shift`` (B, F, 2) pixels and ``log_gain`` (B, F, 3). ``context_motion``:
+        the frames' packed motion (:func:`storylib.models.motion.split_motion`), else measured here."""
         batch, frames = context_frames.shape[:2]
-        motion = pair_motion(context_frames)
+        motion = pair_motion(context_frames) if context_motion is None else unpack_motion(context_motion)
         embeddings = self.embed(context_frames.flatten(0, 1)).view(batch, frames, -1)
         similarity = torch.stack([(embeddings[:, i] * embeddings[:, j]).sum(-1) for i, j in FRAME_PAIRS], dim=1)
         out = self.head(torch.cat([z.float(), motion_features(motion), similarity], dim=-1)).view(batch, frames, HEAD_OUTPUTS)
@@ -117,9 +122,10 @@ class WarpImageDecoder(nn.Module):
         logits = SELECT_SCALE * select.squeeze(-1) + SELECT_BIAS * F.one_hot(torch.tensor(frames - 1), frames).to(select)
         return {"weights": F.softmax(logits, dim=-1), "shift": shift, "log_gain": log_gain}
 
-    def forward(self, z: torch.Tensor, context_frames: torch.Tensor) -> torch.Tensor:
-        batch, frames = context_frames.shape[:2]
-        plan = self.plan(z, context_frames)
+    def forward(
+        self, z: torch.Tensor, context_frames: torch.Tensor, context_motion: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        plan = self.plan(z, context_frames, context_motion)
         warped = translate(context_frames.flatten(0, 1), plan["shift"].flatten(0, 1)).view_as(context_frames)
         relit = (warped * plan["log_gain"].exp()[..., None, None]).clamp(0.0, 1.0)
         return (plan["weights"][..., None, None, None] * relit).sum(dim=1)
