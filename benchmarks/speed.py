@@ -118,6 +118,7 @@ def experiment_speed(experiment: str, data: str, steps: int) -> dict:
     prepared = prepare_data(cfg.data, progress=False)
     torch.manual_seed(0)
     model = build_model(cfg, prepared.tokenizer.vocab_size, prepared.train.image_size)
+    model.precompute(prepared.train)  # as training does: what is fixed per window, once
     optimizer = make_optimizer(model, cfg.train)
     batches = iterate_batches(prepared.train, cfg.train.batch_size, shuffle=True)
     wait = compute = 0.0
