@@ -52,6 +52,7 @@ METRIC_COLUMNS = [
     "stories_per_second",
 ]
 VISUALIZED_WINDOWS = 4
+LOSS_CURVE_REDRAW_SECONDS = 60.0  # before the last epoch, loss_curve.png lags metrics.csv by at most this
 
 
 class CheckpointError(RuntimeError):
@@ -375,11 +376,12 @@ def run_epoch(state: TrainingState, prepared: PreparedData, cfg: ExperimentConfi
     return row
 
 
-def write_history(run_dir: Path, history: list[dict]) -> None:
-    """``metrics.csv`` and ``loss_curve.png`` of the epochs so far."""
+def write_history(run_dir: Path, history: list[dict], draw: bool = True) -> None:
+    """``metrics.csv`` of the epochs so far, and their ``loss_curve.png`` when ``draw``."""
     frame = pd.DataFrame(history, columns=METRIC_COLUMNS)
     atomic_write_text(run_dir / HISTORY_FILE, frame.to_csv(index=False))
-    save_png(loss_curve_figure({"this run": frame}), run_dir / LOSS_CURVE_FILE)
+    if draw:
+        save_png(loss_curve_figure({"this run": frame}), run_dir / LOSS_CURVE_FILE)
 
 
 def train(
@@ -414,13 +416,18 @@ def train(
     last_epoch = cfg.train.epochs if stop_after_epochs is None else min(cfg.train.epochs, stop_after_epochs)
     visualize = set(cfg.train.visualize_epochs) | {cfg.train.epochs}
     show_split = prepared.val if len(prepared.val) else prepared.train
+    drawn = -math.inf
     for epoch in range(state.start_epoch, last_epoch + 1):
         row = run_epoch(state, prepared, cfg, device, epoch)
         state.history.append(row)
         selection_loss = row["val_loss"] if len(prepared.val) else row["train_loss"]
         improved = selection_loss < state.best_val
         state.best_val = min(state.best_val, selection_loss)
-        write_history(run_dir, state.history)
+        # the curve's PNG takes about a second to draw, a twentieth of an epoch of the learning
+        # family: drawn at the last epoch, and before it at most once every LOSS_CURVE_REDRAW_SECONDS
+        draw = epoch == last_epoch or time.perf_counter() - drawn >= LOSS_CURVE_REDRAW_SECONDS
+        write_history(run_dir, state.history, draw)
+        drawn = time.perf_counter() if draw else drawn
         if epoch in visualize:
             figure = plot_predictions(state.model, show_split, prepared.tokenizer, cfg, device, f"{cfg.name}, epoch {epoch}")
             save_png(figure, run_dir / "visualizations" / f"epoch_{epoch:03d}.png")

@@ -34,6 +34,32 @@ def test_metrics_files_and_checkpoints_are_written(tmp_path):
     assert 0 < history["kl_weight"][0] < history["kl_weight"][1]  # warm-up over 5 epochs
 
 
+def test_the_loss_curve_is_drawn_at_the_first_and_last_epoch_and_at_most_once_a_minute_between(tmp_path, monkeypatch):
+    """metrics.csv is written every epoch; the PNG (a second to draw) at the last epoch of a call
+    and, before it, when LOSS_CURVE_REDRAW_SECONDS have passed since the last drawing."""
+    from storylib import training
+
+    drawn_after = []  # epochs in metrics.csv whenever loss_curve.png is drawn
+    save_png = training.save_png
+
+    def record(figure, path):
+        if path.name == "loss_curve.png":
+            drawn_after.append(len(pd.read_csv(path.parent / "metrics.csv")))
+        save_png(figure, path)
+
+    monkeypatch.setattr(training, "save_png", record)
+    cfg = tiny_config("baseline", **{"train.epochs": 4})
+    monkeypatch.setattr(training, "LOSS_CURVE_REDRAW_SECONDS", 1e9)
+    train(cfg, make_prepared(), tmp_path / "slow", stop_after_epochs=3)
+    assert drawn_after == [1, 3]  # the first epoch, then the last of this call (an interruption)
+    train(cfg, make_prepared(), tmp_path / "slow")
+    assert drawn_after == [1, 3, 4]  # resumed: its last epoch
+    monkeypatch.setattr(training, "LOSS_CURVE_REDRAW_SECONDS", 0.0)
+    drawn_after.clear()
+    train(cfg, make_prepared(), tmp_path / "fast")
+    assert drawn_after == [1, 2, 3, 4]
+
+
 def test_same_seed_same_metrics_and_resume_continues_the_same_trajectory(tmp_path):
     cfg = tiny_config("both", **TRAINING)
     straight = train(cfg, make_prepared(), tmp_path / "a")
