@@ -1,7 +1,7 @@
 """Training and evaluation speed (not a test: prints figures).
 
     python benchmarks/speed.py [--steps 10] [--data synthetic] [--only baseline both]
-                               [--parts experiments published shift]
+                               [--parts experiments step fixed published eval shift]
 
 - ``experiments``: per experiment at the cpu scale, parameters, training stories/s (forward +
   backward + step), evaluation stories/s (``storylib.evaluation.evaluate``: forward, greedy
@@ -15,6 +15,9 @@
 - ``step``: a training step of ``enhanced`` at the cpu scale with the miniature text side
   (``at_most:`` in ``params/scales/cpu.yaml``) against the published widths, alternately on the
   same batches, and where the miniature step's time goes;
+- ``fixed``: a training step of ``shots`` with what does not change between epochs done once
+  (the warp decoder's motion features precomputed per split, the 0-weighted context head on a
+  detached z) against both every step, alternately on the same batches, and where its time goes;
 - ``eval``: the model work of evaluation (frame, greedy text, VAE samples) of ``vae`` with one
   encoding per batch against the earlier three;
 - ``shift``: the floors' shift search, vectorised against the one-shift-at-a-time reference,
@@ -28,6 +31,7 @@ than wall time, and the ratios are of runs interleaved in this one process.
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from typing import Callable
 
@@ -38,7 +42,7 @@ from torch import nn
 
 from storylib import classical, evaluation
 from storylib.config import available_experiments, load_experiment_config
-from storylib.data.dataset import iterate_batches, make_batch
+from storylib.data.dataset import CONTEXT_MOTION, iterate_batches, make_batch
 from storylib.data.prepare import prepare_data
 from storylib.models import build_model, count_parameters
 from storylib.training import make_optimizer, weighted_loss
@@ -245,6 +249,46 @@ def step_speed(data: str, steps: int, experiment: str = "enhanced") -> dict:
             "profile": lambda: profile_step(stepper("miniature"), batches[1:4])}
 
 
+def fixed_work_speed(data: str, steps: int, experiment: str = "shots") -> dict:
+    """Training steps of the learning family with the work that does not change between epochs
+    done once (the motion features precomputed per split, the 0-weighted context head on a
+    detached z) against both done every step (as before), alternately on the same batches."""
+    cfg = load_experiment_config(experiment, "cpu", overrides={"data.source": data, "train.device": "cpu"})
+    prepared = prepare_data(cfg.data, progress=False)
+    torch.manual_seed(0)
+    once = build_model(cfg, prepared.tokenizer.vocab_size, prepared.train.image_size).train()
+    started = cpu_seconds()
+    once.precompute(prepared.train)
+    precompute_seconds = cpu_seconds() - started
+    every_step = copy.deepcopy(once)
+    every_step.context_head_learns = True  # z attached: the backward pass runs through the head
+    models = {"once": once, "every step": every_step}
+    optimizers = {name: make_optimizer(model, cfg.train) for name, model in models.items()}
+    batches = [batch for _, batch in zip(range(steps + 1), iterate_batches(prepared.train, cfg.train.batch_size, shuffle=True))]
+    seconds = dict.fromkeys(models, 0.0)
+    for index, batch in enumerate(batches):
+        for name in (("once", "every step") if index % 2 else ("every step", "once")):
+            fed = batch if name == "once" else {key: value for key, value in batch.items() if key != CONTEXT_MOTION}
+            started = cpu_seconds()
+            loss = weighted_loss(models[name](fed).losses, cfg.train, 0.0)
+            optimizers[name].zero_grad()
+            loss.backward()
+            optimizers[name].step()
+            if index:
+                seconds[name] += cpu_seconds() - started
+    return {"experiment": experiment, "batch": cfg.train.batch_size, "once_s": seconds["once"] / steps,
+            "every_step_s": seconds["every step"] / steps, "ratio": seconds["every step"] / seconds["once"],
+            "precompute_s": precompute_seconds, "windows": len(prepared.train),
+            "profile": lambda: profile_step(lambda batch: _step(once, optimizers["once"], cfg, batch), batches[1:4])}
+
+
+def _step(model: nn.Module, optimizer: torch.optim.Optimizer, cfg, batch: dict) -> None:
+    loss = weighted_loss(model(batch).losses, cfg.train, 0.0)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
 def eval_speed(data: str, windows: int = 128, repeats: int = 4, experiment: str = "vae") -> dict:
     """Evaluation's model work with one encoding per batch against one per call (as before)."""
     cfg = load_experiment_config(experiment, "cpu", overrides={"data.source": data, "train.device": "cpu"})
@@ -313,8 +357,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--data", default="synthetic")
     parser.add_argument("--only", nargs="*", default=None, help="experiments of the 'experiments' part")
-    parser.add_argument("--parts", nargs="*", default=["experiments", "step", "published", "eval", "shift"],
-                        choices=["experiments", "step", "published", "eval", "shift"])
+    parser.add_argument("--parts", nargs="*", default=["experiments", "step", "fixed", "published", "eval", "shift"],
+                        choices=["experiments", "step", "fixed", "published", "eval", "shift"])
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -330,6 +374,13 @@ def main() -> None:
         print(f"\nenhanced at the cpu scale, batch {row['batch']}: a training step takes {row['miniature_s']:.2f} s with the "
               f"miniature text side (128 / 2x128), {row['published_s']:.2f} s with the published one (512 / 2x256): "
               f"{row['ratio']:.2f}x. Where the miniature step's time goes:", flush=True)
+        print(row["profile"](), flush=True)
+    if "fixed" in args.parts:
+        row = fixed_work_speed(args.data, args.steps)
+        print(f"\n{row['experiment']} at the cpu scale, batch {row['batch']}: a training step takes {row['once_s']:.2f} s with "
+              f"the motion features precomputed per split ({row['precompute_s']:.1f} s once for {row['windows']} windows) "
+              f"and the 0-weighted context head on a detached z, {row['every_step_s']:.2f} s with both every step: "
+              f"{row['ratio']:.2f}x. Where the step's time goes:", flush=True)
         print(row["profile"](), flush=True)
     if "published" in args.parts:
         print("\nbaseline at the published configuration (vocabulary 30,522, 120 tokens, batch 8, 60x125), training:")
