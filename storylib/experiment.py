@@ -43,6 +43,7 @@ from storylib.floors import PICTURED_FLOORS, compute_floors, floor_prediction_fr
 from storylib.io import atomic_save_npz, atomic_write_json, atomic_write_text, exclusive, read_json_object
 from storylib.locations import environment_override, resolve_results_dir, resolve_scale  # noqa: F401
 from storylib.models import StoryPredictor, build_model, count_parameters
+from storylib.provenance import code_revision
 from storylib.results.contract import (
     BEST_CHECKPOINT,
     CONFIG_FILE,
@@ -409,6 +410,7 @@ def record(run: Run, result: evaluation.EvaluationResult, keep_checkpoints: bool
         stories_per_second=float(history["stories_per_second"].mean()),
         config_hash=run.config_hash,
         code_version=storylib.__version__,
+        code_revision=code_revision(),  # the git commit, where it can be known (storylib.provenance)
         experiment=run.experiment,
         seed=run.seed,
         scale=run.scale,

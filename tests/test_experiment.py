@@ -8,6 +8,7 @@ import pandas as pd
 
 from storylib import experiment
 from storylib.config import load_config_file
+from storylib.provenance import code_revision
 
 CONTRACT_KEYS = {
     "image_mae", "image_mse", "image_ssim", "image_psnr", "text_perplexity", "bleu", "chrf", "rouge_l",
@@ -55,6 +56,7 @@ def test_a_whole_run_writes_the_results_contract(tmp_path, monkeypatch):
     metrics = json.loads((run.run_dir / "test_metrics.json").read_text())
     assert CONTRACT_KEYS <= set(metrics)
     assert metrics["tokenizer"] == prepared.tokenizer.name and metrics["num_test_windows"] == len(prepared.test)
+    assert metrics["code_revision"] == code_revision()  # this checkout's commit (None outside one)
     predictions = pd.read_csv(run.run_dir / "predictions.csv")
     assert len(predictions) == len(prepared.test)
     with np.load(run.run_dir / "predictions.npz") as arrays:  # no pickle needed

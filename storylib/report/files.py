@@ -11,7 +11,7 @@ from typing import Sequence
 from storylib.io import atomic_write_json, atomic_write_text
 from storylib.report.answer import answer_text
 from storylib.report.stats import paired_differences
-from storylib.report.tables import experiment_table, markdown_table, summary_table
+from storylib.report.tables import experiment_table, markdown_table, provenance_facts, summary_table
 from storylib.results.contract import (
     COLLAPSE_FILE,
     CONFIG_FILE,
@@ -89,9 +89,9 @@ def write_report_files(data_dir: Path | str, update_reference: bool = False,
     if runs.empty:
         lines += [no_runs_message(data_dir), ""]
     else:
-        facts = {k: floors.get(k) for k in ("data_source", "tokenizer", "num_test_windows") if k in floors}
+        facts = provenance_facts(floors, runs)
         if facts:
-            lines += ["; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in facts.items()), ""]
+            lines += ["; ".join(facts), ""]
         lines += ["## Experiments (settings; training time and stories/s as mean ± sd over seeds)", "",
                   markdown_table(experiment_table(data_dir)), "",
                   "## Test metrics (mean ± sd over seeds; floors as rows)", "",

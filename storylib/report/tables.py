@@ -45,6 +45,35 @@ def _show_markdown(text: str) -> None:
         print(text)
 
 
+def provenance_facts(floors: dict, runs: pd.DataFrame) -> list[str]:
+    """"data source: …", "tokenizer: …", "num test windows: …" (from ``floors.json``, else the
+    runs) and "code revision: …": the short commit(s) the runs were recorded with, with how many
+    runs each where they differ, and "not recorded" for runs written before storylib recorded it."""
+    facts = []
+    for key in ("data_source", "tokenizer", "num_test_windows"):
+        value = floors.get(key, runs[key].iloc[0] if key in runs and len(runs) else None)
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            facts.append(f"{key.replace('_', ' ')}: {value}")
+    if len(runs):
+        recorded = runs["code_revision"] if "code_revision" in runs else pd.Series([None] * len(runs))
+        labels = [short_revision(value) for value in recorded]
+        counts = pd.Series(labels).value_counts(sort=False)
+        if len(counts) == 1:
+            facts.append(f"code revision: {labels[0]}")
+        else:
+            facts.append("code revisions: " + ", ".join(
+                f"{label} ({count} run{'s' if count != 1 else ''})" for label, count in counts.items()))
+    return facts
+
+
+def short_revision(revision: object) -> str:
+    """The first 12 hex digits of a recorded commit (keeping its +dirty mark), or "not recorded"."""
+    if not isinstance(revision, str) or not revision:
+        return "not recorded"
+    commit, dirty, mark = revision.partition("+")
+    return commit[:12] + dirty + mark
+
+
 def describe_runs(data_dir: Path | str) -> str:
     """The report's title (data and scale) and one paragraph saying what the folder holds (or
     that it holds nothing yet); also shown."""
@@ -58,12 +87,7 @@ def describe_runs(data_dir: Path | str) -> str:
         seeds = runs.groupby("experiment")["seed"].nunique()
         listed = ", ".join(f"{name} ({seeds[name]} seed{'s' if seeds[name] != 1 else ''})"
                            for name in sorted(seeds.index, key=experiment_sort_key))
-        floors = load_floors(data_dir)
-        facts = []
-        for key in ("data_source", "tokenizer", "num_test_windows"):
-            value = floors.get(key, runs[key].iloc[0] if key in runs else None)
-            if value is not None and not (isinstance(value, float) and math.isnan(value)):
-                facts.append(f"{key.replace('_', ' ')}: {value}")
+        facts = provenance_facts(load_floors(data_dir), runs)
         text = f"{Path(data_dir).name}: {listed}." + (f" {'; '.join(facts)}." if facts else "")
     unusable = unusable_runs_text(data_dir) if Path(data_dir).is_dir() else ""
     if unusable:
