@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
@@ -63,9 +62,9 @@ def pip_recorded_commit(direct_url: str) -> str | None:
     return commit if isinstance(commit, str) and commit else None
 
 
-@lru_cache(maxsize=1)
 def code_revision() -> str | None:
-    """The revision of the storylib being run (see the module's docstring), once per process."""
+    """The revision of the storylib being run (see the module's docstring). Not cached: a
+    parameter file edited between two runs of one kernel makes the second one ``+dirty``."""
     import storylib
 
     revision = checkout_revision(Path(storylib.__file__).parent)

@@ -55,8 +55,7 @@ def provenance_facts(floors: dict, runs: pd.DataFrame) -> list[str]:
         if value is not None and not (isinstance(value, float) and math.isnan(value)):
             facts.append(f"{key.replace('_', ' ')}: {value}")
     if len(runs):
-        recorded = runs["code_revision"] if "code_revision" in runs else pd.Series([None] * len(runs))
-        labels = [short_revision(value) for value in recorded]
+        labels = [short_revision(value) for value in runs.get("code_revision", [None] * len(runs))]
         counts = pd.Series(labels).value_counts(sort=False)
         if len(counts) == 1:
             facts.append(f"code revision: {labels[0]}")
