@@ -1,7 +1,7 @@
 """Training and evaluation speed (not a test: prints figures).
 
     python benchmarks/speed.py [--steps 10] [--data synthetic] [--only baseline both]
-                               [--parts experiments step fixed published eval shift]
+                               [--parts experiments step fixed attention published eval shift]
 
 - ``experiments``: per experiment at the cpu scale, parameters, training stories/s (forward +
   backward + step), evaluation stories/s (``storylib.evaluation.evaluate``: forward, greedy
@@ -16,8 +16,11 @@
   (``at_most:`` in ``params/scales/cpu.yaml``) against the published widths, alternately on the
   same batches, and where the miniature step's time goes;
 - ``fixed``: a training step of ``shots`` with what does not change between epochs done once
-  (the warp decoder's motion features precomputed per split, the 0-weighted context head on a
-  detached z) against both every step, alternately on the same batches, and where its time goes;
+  (the warp decoder's motion features precomputed per split) and the 0-weighted context head
+  run without a graph, against both as before, alternately on the same batches, and where its
+  time goes;
+- ``attention``: a training step of ``shots_crossmodal`` with the cross-modal attention as it
+  runs against its definition (``nn.MultiheadAttention`` over every cell and token);
 - ``eval``: the model work of evaluation (frame, greedy text, VAE samples) of ``vae`` with one
   encoding per batch against the earlier three;
 - ``shift``: the floors' shift search, vectorised against the one-shift-at-a-time reference,
@@ -181,10 +184,7 @@ def published_speed(data: str, steps: int, full_length_texts: bool) -> dict:
         return F.pad(ids, (0, PUBLISHED_TEXT_LENGTH - ids.shape[-1]))
 
     def ours_step(batch: dict) -> None:
-        loss = weighted_loss(ours(batch).losses, cfg.train, 0.0)
-        ours_optimizer.zero_grad()
-        loss.backward()
-        ours_optimizer.step()
+        _step(ours, ours_optimizer, cfg, batch)
 
     def plain_step(batch: dict) -> None:
         loss = plain(batch["context_frames"], padded(batch["context_text_ids"]), batch["target_frame"],
@@ -193,15 +193,8 @@ def published_speed(data: str, steps: int, full_length_texts: bool) -> dict:
         loss.backward()
         plain_optimizer.step()
 
-    seconds = {"ours": 0.0, "plain": 0.0}
-    steppers: dict[str, Callable[[dict], None]] = {"ours": ours_step, "plain": plain_step}
-    for step, batch in enumerate(batches):  # step 0 warms both up and is not counted
-        for name in (("ours", "plain") if step % 2 else ("plain", "ours")):  # alternate who goes first
-            started = cpu_seconds()
-            steppers[name](batch)
-            if step:
-                seconds[name] += cpu_seconds() - started
-    stories = steps * cfg.train.batch_size
+    seconds = alternate({"plain": plain_step, "ours": ours_step}, batches)
+    stories = cfg.train.batch_size
     return {
         "texts": "every description 120 tokens" if full_length_texts else "the data's own descriptions",
         "mean_text_tokens": float(np.mean([(b["context_text_ids"] != 0).sum(-1).float().mean().item() for b in batches])),
@@ -230,29 +223,19 @@ def step_speed(data: str, steps: int, experiment: str = "enhanced") -> dict:
     batches = [batch for _, batch in zip(range(steps + 1), iterate_batches(prepared.train, cfg.train.batch_size, shuffle=True))]
 
     def stepper(name: str) -> Callable[[dict], None]:
-        def step(batch: dict) -> None:
-            loss = weighted_loss(models[name](batch).losses, configs[name].train, 0.0)
-            optimizers[name].zero_grad()
-            loss.backward()
-            optimizers[name].step()
-        return step
+        return lambda batch: _step(models[name], optimizers[name], configs[name], batch)
 
-    seconds = {"miniature": 0.0, "published": 0.0}
-    for index, batch in enumerate(batches):
-        for name in (("miniature", "published") if index % 2 else ("published", "miniature")):
-            started = cpu_seconds()
-            stepper(name)(batch)
-            if index:
-                seconds[name] += cpu_seconds() - started
-    return {"steps": steps, "batch": cfg.train.batch_size, "miniature_s": seconds["miniature"] / steps,
-            "published_s": seconds["published"] / steps, "ratio": seconds["published"] / seconds["miniature"],
+    seconds = alternate({name: stepper(name) for name in ("published", "miniature")}, batches)
+    return {"steps": steps, "batch": cfg.train.batch_size, "miniature_s": seconds["miniature"],
+            "published_s": seconds["published"], "ratio": seconds["published"] / seconds["miniature"],
             "profile": lambda: profile_step(stepper("miniature"), batches[1:4])}
 
 
 def fixed_work_speed(data: str, steps: int, experiment: str = "shots") -> dict:
     """Training steps of the learning family with the work that does not change between epochs
-    done once (the motion features precomputed per split, the 0-weighted context head on a
-    detached z) against both done every step (as before), alternately on the same batches."""
+    done once (the motion features precomputed per split) and the 0-weighted context head run
+    without a graph, against both as before (motion measured every step, the head's backward
+    run into the encoders), alternately on the same batches."""
     cfg = load_experiment_config(experiment, "cpu", overrides={"data.source": data, "train.device": "cpu"})
     prepared = prepare_data(cfg.data, progress=False)
     torch.manual_seed(0)
@@ -261,25 +244,55 @@ def fixed_work_speed(data: str, steps: int, experiment: str = "shots") -> dict:
     once.precompute(prepared.train)
     precompute_seconds = cpu_seconds() - started
     every_step = copy.deepcopy(once)
-    every_step.context_head_learns = True  # z attached: the backward pass runs through the head
+    every_step.context_head_learns = True  # a graph: the 0-weighted term's backward runs through the head
     models = {"once": once, "every step": every_step}
     optimizers = {name: make_optimizer(model, cfg.train) for name, model in models.items()}
     batches = [batch for _, batch in zip(range(steps + 1), iterate_batches(prepared.train, cfg.train.batch_size, shuffle=True))]
-    seconds = dict.fromkeys(models, 0.0)
-    for index, batch in enumerate(batches):
-        for name in (("once", "every step") if index % 2 else ("every step", "once")):
-            fed = batch if name == "once" else {key: value for key, value in batch.items() if key != CONTEXT_MOTION}
-            started = cpu_seconds()
-            loss = weighted_loss(models[name](fed).losses, cfg.train, 0.0)
-            optimizers[name].zero_grad()
-            loss.backward()
-            optimizers[name].step()
-            if index:
-                seconds[name] += cpu_seconds() - started
-    return {"experiment": experiment, "batch": cfg.train.batch_size, "once_s": seconds["once"] / steps,
-            "every_step_s": seconds["every step"] / steps, "ratio": seconds["every step"] / seconds["once"],
+    seconds = alternate({
+        "every step": lambda batch: _step(every_step, optimizers["every step"], cfg,
+                                          {key: value for key, value in batch.items() if key != CONTEXT_MOTION}),
+        "once": lambda batch: _step(once, optimizers["once"], cfg, batch),
+    }, batches)
+    return {"experiment": experiment, "batch": cfg.train.batch_size, "once_s": seconds["once"],
+            "every_step_s": seconds["every step"], "ratio": seconds["every step"] / seconds["once"],
             "precompute_s": precompute_seconds, "windows": len(prepared.train),
             "profile": lambda: profile_step(lambda batch: _step(once, optimizers["once"], cfg, batch), batches[1:4])}
+
+
+def attention_speed(data: str, steps: int, experiment: str = "shots_crossmodal") -> dict:
+    """Training steps of ``experiment`` with :class:`CrossModalAttention` as it runs (no cell,
+    key or value formed per cell or token) against its ``plain_forward`` (``nn.MultiheadAttention``
+    over every cell and token), alternately on the same batches from the same weights."""
+    cfg = load_experiment_config(experiment, "cpu", overrides={"data.source": data, "train.device": "cpu"})
+    prepared = prepare_data(cfg.data, progress=False)
+    torch.manual_seed(0)
+    cheaper = build_model(cfg, prepared.tokenizer.vocab_size, prepared.train.image_size).train()
+    cheaper.precompute(prepared.train)
+    plain = copy.deepcopy(cheaper)
+    plain.cross_modal.forward = plain.cross_modal.plain_forward
+    optimizers = {"cheaper": make_optimizer(cheaper, cfg.train), "plain": make_optimizer(plain, cfg.train)}
+    batches = [batch for _, batch in zip(range(steps + 1), iterate_batches(prepared.train, cfg.train.batch_size, shuffle=True))]
+    seconds = alternate({
+        "plain": lambda batch: _step(plain, optimizers["plain"], cfg, batch),
+        "cheaper": lambda batch: _step(cheaper, optimizers["cheaper"], cfg, batch),
+    }, batches)
+    return {"experiment": experiment, "batch": cfg.train.batch_size, "cheaper_s": seconds["cheaper"],
+            "plain_s": seconds["plain"], "ratio": seconds["plain"] / seconds["cheaper"],
+            "profile": lambda: profile_step(lambda batch: _step(cheaper, optimizers["cheaper"], cfg, batch), batches[1:4])}
+
+
+def alternate(steps: dict[str, Callable[[dict], None]], batches: list[dict]) -> dict[str, float]:
+    """Mean CPU seconds of each step over ``batches[1:]`` (batch 0 warms up), the steps taking
+    turns on each batch in alternating order, so that a machine's drift affects all alike."""
+    names = list(steps)
+    seconds = dict.fromkeys(names, 0.0)
+    for index, batch in enumerate(batches):
+        for name in (names[::-1] if index % 2 else names):
+            started = cpu_seconds()
+            steps[name](batch)
+            if index:
+                seconds[name] += cpu_seconds() - started
+    return {name: total / max(1, len(batches) - 1) for name, total in seconds.items()}
 
 
 def _step(model: nn.Module, optimizer: torch.optim.Optimizer, cfg, batch: dict) -> None:
@@ -357,8 +370,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--data", default="synthetic")
     parser.add_argument("--only", nargs="*", default=None, help="experiments of the 'experiments' part")
-    parser.add_argument("--parts", nargs="*", default=["experiments", "step", "fixed", "published", "eval", "shift"],
-                        choices=["experiments", "step", "fixed", "published", "eval", "shift"])
+    parts = ["experiments", "step", "fixed", "attention", "published", "eval", "shift"]
+    parser.add_argument("--parts", nargs="*", default=parts, choices=parts)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -379,8 +392,14 @@ def main() -> None:
         row = fixed_work_speed(args.data, args.steps)
         print(f"\n{row['experiment']} at the cpu scale, batch {row['batch']}: a training step takes {row['once_s']:.2f} s with "
               f"the motion features precomputed per split ({row['precompute_s']:.1f} s once for {row['windows']} windows) "
-              f"and the 0-weighted context head on a detached z, {row['every_step_s']:.2f} s with both every step: "
+              f"and the 0-weighted context head without a graph, {row['every_step_s']:.2f} s as before: "
               f"{row['ratio']:.2f}x. Where the step's time goes:", flush=True)
+        print(row["profile"](), flush=True)
+    if "attention" in args.parts:
+        row = attention_speed(args.data, args.steps)
+        print(f"\n{row['experiment']} at the cpu scale, batch {row['batch']}: a training step takes {row['cheaper_s']:.2f} s "
+              f"with the cross-modal attention computed in its cheaper order, {row['plain_s']:.2f} s with "
+              f"nn.MultiheadAttention over every cell and token: {row['ratio']:.2f}x. Where the step's time goes:", flush=True)
         print(row["profile"](), flush=True)
     if "published" in args.parts:
         print("\nbaseline at the published configuration (vocabulary 30,522, 120 tokens, batch 8, 60x125), training:")

