@@ -1,6 +1,6 @@
 """Train one configuration and score its best checkpoint on the test windows, as notebook 02
 does but without a results folder: the shared step of the benchmark scripts that compare
-settings outside the default study (``collapse.py``, ``miniature.py``, ``other_world.py``)."""
+settings outside the default study (``collapse.py``, ``miniature.py``, ``variant.py``)."""
 
 from __future__ import annotations
 

@@ -294,7 +294,7 @@ def available_experiments(params_dir: Path | None = None) -> list[str]:
 
 
 EXTENDS_KEY = "extends"
-# An experiment file may adapt a scale to its own family: ``scales: {cpu: {train: {epochs: 15}}}``
+# An experiment file may adapt a scale to its own family: ``scales: {cpu: {train: {epochs: 12}}}``
 # is applied after ``params/scales/cpu.yaml``, so a family that needs more epochs than the shared
 # overlay states it once in its base file, and every experiment extending it inherits it.
 SCALES_KEY = "scales"

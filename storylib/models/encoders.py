@@ -119,8 +119,8 @@ class CrossModalAttention(nn.Module):
       ``(W_k^T q)·s_j`` plus a constant, and its output ``W_v Σ_j a_j s_j + b_v``.
 
     No cell, and no key or value per cell or token, is formed: those projections were the
-    largest matrix products of a training step (the module's forward and backward run 2.7×
-    faster; ``tests/test_models.py`` checks it against ``nn.MultiheadAttention``'s forward).
+    largest matrix products of a training step. :meth:`plain_forward` is the definition, which
+    ``tests/test_models.py`` holds this to and ``benchmarks/speed.py --parts attention`` times.
     """
 
     def __init__(self, text_dim: int, map_channels: int, cells: int, image_dim: int, heads: int):
