@@ -226,9 +226,10 @@ def step_speed(data: str, steps: int, experiment: str = "enhanced") -> dict:
         return lambda batch: _step(models[name], optimizers[name], configs[name], batch)
 
     seconds = alternate({name: stepper(name) for name in ("published", "miniature")}, batches)
-    return {"steps": steps, "batch": cfg.train.batch_size, "miniature_s": seconds["miniature"],
-            "published_s": seconds["published"], "ratio": seconds["published"] / seconds["miniature"],
-            "profile": lambda: profile_step(stepper("miniature"), batches[1:4])}
+    summary = (f"{experiment} at the cpu scale, batch {cfg.train.batch_size}: a training step takes "
+               f"{seconds['miniature']:.2f} s with the miniature text side (128 / 2x128), {seconds['published']:.2f} s "
+               f"with the published one (512 / 2x256): {seconds['published'] / seconds['miniature']:.2f}x.")
+    return {"summary": summary, "profile": lambda: profile_step(stepper("miniature"), batches[1:4])}
 
 
 def fixed_work_speed(data: str, steps: int, experiment: str = "shots") -> dict:
@@ -236,49 +237,58 @@ def fixed_work_speed(data: str, steps: int, experiment: str = "shots") -> dict:
     done once (the motion features precomputed per split) and the 0-weighted context head run
     without a graph, against both as before (motion measured every step, the head's backward
     run into the encoders), alternately on the same batches."""
-    cfg = load_experiment_config(experiment, "cpu", overrides={"data.source": data, "train.device": "cpu"})
-    prepared = prepare_data(cfg.data, progress=False)
-    torch.manual_seed(0)
-    once = build_model(cfg, prepared.tokenizer.vocab_size, prepared.train.image_size).train()
-    started = cpu_seconds()
-    once.precompute(prepared.train)
-    precompute_seconds = cpu_seconds() - started
-    every_step = copy.deepcopy(once)
-    every_step.context_head_learns = True  # a graph: the 0-weighted term's backward runs through the head
-    models = {"once": once, "every step": every_step}
-    optimizers = {name: make_optimizer(model, cfg.train) for name, model in models.items()}
-    batches = [batch for _, batch in zip(range(steps + 1), iterate_batches(prepared.train, cfg.train.batch_size, shuffle=True))]
-    seconds = alternate({
-        "every step": lambda batch: _step(every_step, optimizers["every step"], cfg,
-                                          {key: value for key, value in batch.items() if key != CONTEXT_MOTION}),
-        "once": lambda batch: _step(once, optimizers["once"], cfg, batch),
-    }, batches)
-    return {"experiment": experiment, "batch": cfg.train.batch_size, "once_s": seconds["once"],
-            "every_step_s": seconds["every step"], "ratio": seconds["every step"] / seconds["once"],
-            "precompute_s": precompute_seconds, "windows": len(prepared.train),
-            "profile": lambda: profile_step(lambda batch: _step(once, optimizers["once"], cfg, batch), batches[1:4])}
+    def as_before(model: nn.Module) -> None:
+        model.context_head_learns = True  # a graph: the 0-weighted term's backward runs through the head
+
+    row = step_two_ways(data, steps, experiment, as_before,
+                        before_batch=lambda batch: {key: value for key, value in batch.items() if key != CONTEXT_MOTION})
+    row["summary"] = (
+        f"{experiment} at the cpu scale, batch {row['batch']}: a training step takes {row['now_s']:.2f} s with the motion "
+        f"features precomputed per split ({row['precompute_s']:.1f} s once for {row['windows']} windows) and the "
+        f"0-weighted context head without a graph, {row['before_s']:.2f} s as before: {row['ratio']:.2f}x.")
+    return row
 
 
 def attention_speed(data: str, steps: int, experiment: str = "shots_crossmodal") -> dict:
     """Training steps of ``experiment`` with :class:`CrossModalAttention` as it runs (no cell,
     key or value formed per cell or token) against its ``plain_forward`` (``nn.MultiheadAttention``
     over every cell and token), alternately on the same batches from the same weights."""
+    def as_before(model: nn.Module) -> None:
+        model.cross_modal.forward = model.cross_modal.plain_forward
+
+    row = step_two_ways(data, steps, experiment, as_before)
+    row["summary"] = (
+        f"{experiment} at the cpu scale, batch {row['batch']}: a training step takes {row['now_s']:.2f} s with the "
+        f"cross-modal attention computed in its cheaper order, {row['before_s']:.2f} s with nn.MultiheadAttention "
+        f"over every cell and token: {row['ratio']:.2f}x.")
+    return row
+
+
+def step_two_ways(
+    data: str, steps: int, experiment: str, as_before: Callable[[nn.Module], None],
+    before_batch: Callable[[dict], dict] = lambda batch: batch,
+) -> dict:
+    """A training step of ``experiment`` at the cpu scale as the code runs it ("now") and on a
+    copy of the same weights that ``as_before`` changes back ("before", fed ``before_batch`` of
+    each batch), alternately on the same batches: mean CPU seconds of each, their ratio, and a
+    profile of "now"."""
     cfg = load_experiment_config(experiment, "cpu", overrides={"data.source": data, "train.device": "cpu"})
     prepared = prepare_data(cfg.data, progress=False)
     torch.manual_seed(0)
-    cheaper = build_model(cfg, prepared.tokenizer.vocab_size, prepared.train.image_size).train()
-    cheaper.precompute(prepared.train)
-    plain = copy.deepcopy(cheaper)
-    plain.cross_modal.forward = plain.cross_modal.plain_forward
-    optimizers = {"cheaper": make_optimizer(cheaper, cfg.train), "plain": make_optimizer(plain, cfg.train)}
+    now = build_model(cfg, prepared.tokenizer.vocab_size, prepared.train.image_size).train()
+    started = cpu_seconds()
+    now.precompute(prepared.train)
+    precompute_seconds = cpu_seconds() - started
+    before = copy.deepcopy(now)
+    as_before(before)
+    optimizers = {"now": make_optimizer(now, cfg.train), "before": make_optimizer(before, cfg.train)}
     batches = [batch for _, batch in zip(range(steps + 1), iterate_batches(prepared.train, cfg.train.batch_size, shuffle=True))]
-    seconds = alternate({
-        "plain": lambda batch: _step(plain, optimizers["plain"], cfg, batch),
-        "cheaper": lambda batch: _step(cheaper, optimizers["cheaper"], cfg, batch),
-    }, batches)
-    return {"experiment": experiment, "batch": cfg.train.batch_size, "cheaper_s": seconds["cheaper"],
-            "plain_s": seconds["plain"], "ratio": seconds["plain"] / seconds["cheaper"],
-            "profile": lambda: profile_step(lambda batch: _step(cheaper, optimizers["cheaper"], cfg, batch), batches[1:4])}
+    steppers = {"before": lambda batch: _step(before, optimizers["before"], cfg, before_batch(batch)),
+                "now": lambda batch: _step(now, optimizers["now"], cfg, batch)}
+    seconds = alternate(steppers, batches)
+    return {"batch": cfg.train.batch_size, "now_s": seconds["now"], "before_s": seconds["before"],
+            "ratio": seconds["before"] / seconds["now"], "precompute_s": precompute_seconds,
+            "windows": len(prepared.train), "profile": lambda: profile_step(steppers["now"], batches[1:4])}
 
 
 def alternate(steps: dict[str, Callable[[dict], None]], batches: list[dict]) -> dict[str, float]:
@@ -382,25 +392,11 @@ def main() -> None:
             row = experiment_speed(experiment, args.data, args.steps)
             print(f"{row['experiment']:18} {row['parameters']:>11,} {row['widths']:>9} {row['train_stories_per_s']:>10.1f} "
                   f"{row['eval_stories_per_s']:>10.1f} {row['data_wait_share']:>9.1%}", flush=True)
-    if "step" in args.parts:
-        row = step_speed(args.data, args.steps)
-        print(f"\nenhanced at the cpu scale, batch {row['batch']}: a training step takes {row['miniature_s']:.2f} s with the "
-              f"miniature text side (128 / 2x128), {row['published_s']:.2f} s with the published one (512 / 2x256): "
-              f"{row['ratio']:.2f}x. Where the miniature step's time goes:", flush=True)
-        print(row["profile"](), flush=True)
-    if "fixed" in args.parts:
-        row = fixed_work_speed(args.data, args.steps)
-        print(f"\n{row['experiment']} at the cpu scale, batch {row['batch']}: a training step takes {row['once_s']:.2f} s with "
-              f"the motion features precomputed per split ({row['precompute_s']:.1f} s once for {row['windows']} windows) "
-              f"and the 0-weighted context head without a graph, {row['every_step_s']:.2f} s as before: "
-              f"{row['ratio']:.2f}x. Where the step's time goes:", flush=True)
-        print(row["profile"](), flush=True)
-    if "attention" in args.parts:
-        row = attention_speed(args.data, args.steps)
-        print(f"\n{row['experiment']} at the cpu scale, batch {row['batch']}: a training step takes {row['cheaper_s']:.2f} s "
-              f"with the cross-modal attention computed in its cheaper order, {row['plain_s']:.2f} s with "
-              f"nn.MultiheadAttention over every cell and token: {row['ratio']:.2f}x. Where the step's time goes:", flush=True)
-        print(row["profile"](), flush=True)
+    for part, measure in (("step", step_speed), ("fixed", fixed_work_speed), ("attention", attention_speed)):
+        if part in args.parts:  # one step two ways, side by side
+            row = measure(args.data, args.steps)
+            print(f"\n{row['summary']} Where the step's time goes:", flush=True)
+            print(row["profile"](), flush=True)
     if "published" in args.parts:
         print("\nbaseline at the published configuration (vocabulary 30,522, 120 tokens, batch 8, 60x125), training:")
         for full_length in (False, True):
